@@ -1,0 +1,50 @@
+# The two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# `make run` chooses the embedded defaults explicitly: SQLite and in-process tasks.
+RUN_ENV := DJANGO_DEBUG=1 DATABASE_URL=sqlite:///db.sqlite3 TASKS_IN_PROCESS=1
+# `make test` uses DATABASE_URL and CELERY_BROKER_URL when given (CI gives PostgreSQL and
+# Redis); on a laptop without them it falls back, explicitly, to SQLite and in-process tasks.
+TEST_DATABASE_URL ?= $(or $(DATABASE_URL),sqlite:///test.sqlite3)
+TEST_ENV := DJANGO_DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) \
+	$(if $(CELERY_BROKER_URL),CELERY_BROKER_URL=$(CELERY_BROKER_URL),TASKS_IN_PROCESS=1)
+
+.PHONY: run test install lint typecheck demo worker beat clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py load_demo
+	@echo "Serving on http://127.0.0.1:8000 (admin: /admin/, data quality: /dashboard/data-quality/)"
+	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+test: $(STAMP)
+	$(TEST_ENV) $(BIN)/ruff check .
+	$(TEST_ENV) $(BIN)/ruff format --check .
+	$(TEST_ENV) $(BIN)/mypy .
+	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+worker: $(STAMP)
+	$(BIN)/celery -A personalization worker -l info
+
+beat: $(STAMP)
+	$(BIN)/celery -A personalization beat -l info
+
+clean:
+	rm -rf $(VENV) db.sqlite3 test.sqlite3 .pytest_cache .mypy_cache .ruff_cache

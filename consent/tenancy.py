@@ -1,0 +1,90 @@
+"""Tenancy: which properties a staff user holds, and an admin base scoped by it.
+
+Shared by every app. It lives in the consent app, the lowest layer (it imports no
+other project app), and reaches the Property model through the app registry.
+"""
+
+from typing import Any
+
+from django.apps import apps
+from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from guardian.shortcuts import get_objects_for_user
+
+
+def property_model() -> type[Model]:
+    return apps.get_model("personalization", "Property")
+
+
+def properties_for(user: Any, codename: str = "view_property") -> QuerySet:
+    """The properties on which ``user`` holds ``codename``; superusers hold all."""
+    model = property_model()
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return model._default_manager.none()
+    if getattr(user, "is_superuser", False):
+        return model._default_manager.all()
+    return get_objects_for_user(
+        user,
+        f"personalization.{codename}",
+        klass=model,
+        use_groups=True,
+        with_superuser=True,
+        accept_global_perms=False,
+    )
+
+
+def has_property_perm(user: Any, codename: str, property_id: int | None) -> bool:
+    if property_id is None:
+        return False
+    return properties_for(user, codename).filter(pk=property_id).exists()
+
+
+class PropertyScopedAdmin(admin.ModelAdmin):
+    """Lists and edits only the rows of properties the user holds the right permission on."""
+
+    view_perm = "view_configuration"
+    change_perm = "change_configuration"
+    property_lookup = "property"
+    read_only = False
+
+    def _property_id(self, obj: Any) -> int | None:
+        target = obj
+        for part in self.property_lookup.split("__"):
+            target = getattr(target, part, None)
+        return getattr(target, "pk", None)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        qs = super().get_queryset(request)
+        if getattr(request.user, "is_superuser", False):
+            return qs
+        allowed = properties_for(request.user, self.view_perm)
+        return qs.filter(**{f"{self.property_lookup}__in": allowed})
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_staff) and properties_for(request.user, self.view_perm).exists()
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not request.user.is_staff:
+            return False
+        if obj is None:
+            return properties_for(request.user, self.view_perm).exists()
+        return has_property_perm(request.user, self.view_perm, self._property_id(obj))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if self.read_only or not request.user.is_staff:
+            return False
+        if obj is None:
+            return properties_for(request.user, self.change_perm).exists()
+        return has_property_perm(request.user, self.change_perm, self._property_id(obj))
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_change_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "property":
+            kwargs["queryset"] = properties_for(request.user, self.change_perm)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -1,0 +1,34 @@
+from datetime import timedelta
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from consent.tenancy import properties_for
+from personalization.models import Fate
+from personalization.selectors import ingest_fates
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+@staff_member_required
+def data_quality(request: HttpRequest) -> HttpResponse:
+    """Per property and event type: how many events met each fate (Marketing, Analysts)."""
+    properties = properties_for(request.user, "view_dashboards")
+    window = request.GET.get("window", "24h")
+    if window not in WINDOWS:
+        window = "24h"
+    since = timezone.now() - WINDOWS[window]
+    return render(
+        request,
+        "dashboard/data_quality.html",
+        {
+            "rows": ingest_fates(properties, since),
+            "fates": Fate.choices,
+            "window": window,
+            "windows": list(WINDOWS),
+            "has_properties": properties.exists(),
+            "title": "Data quality",
+        },
+    )

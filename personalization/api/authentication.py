@@ -1,0 +1,29 @@
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from ..models import ApiKey
+from ..services.keys import api_key_authenticate
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer pk_…|sk_…``; ``request.auth`` becomes the ApiKey."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        parts = header.split()
+        if len(parts) != 2 or parts[0] != self.keyword:
+            raise exceptions.AuthenticationFailed("Send the key as 'Authorization: Bearer <key>'.")
+        key = api_key_authenticate(parts[1])
+        if key is None:
+            raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
+        return (AnonymousUser(), key)
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="api"'

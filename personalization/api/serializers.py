@@ -1,0 +1,86 @@
+"""Input and output serializers of the storefront API (also the OpenAPI document)."""
+
+from rest_framework import serializers
+
+
+class UtmSerializer(serializers.Serializer):
+    source = serializers.CharField(required=False)
+    medium = serializers.CharField(required=False)
+    campaign = serializers.CharField(required=False)
+
+
+class EventContextSerializer(serializers.Serializer):
+    url = serializers.CharField(required=False)
+    referrer = serializers.CharField(required=False)
+    user_agent = serializers.CharField(required=False)
+    utm = UtmSerializer(required=False)
+    attributes = serializers.DictField(required=False)
+
+
+class EventSerializer(serializers.Serializer):
+    """Documents one event; validation itself runs through the compiled JSON Schemas."""
+
+    event_id = serializers.UUIDField()
+    type = serializers.CharField(help_text="A built-in type or a custom type with a schema.")
+    visitor_id = serializers.CharField(max_length=128)
+    session_id = serializers.CharField(max_length=128)
+    timestamp = serializers.DateTimeField()
+    decision_id = serializers.UUIDField(required=False, allow_null=True)
+    properties = serializers.DictField(required=False)
+    context = EventContextSerializer(required=False)
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = EventSerializer(many=True, help_text="1 to 500 events.")
+
+
+class EventErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    event_id = serializers.CharField(allow_null=True)
+    path = serializers.CharField()
+    message = serializers.CharField()
+
+
+class EventBatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    quarantined = serializers.IntegerField()
+    dropped_no_consent = serializers.IntegerField()
+    errors = EventErrorSerializer(many=True)
+
+
+class PurposeSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    title = serializers.CharField()
+    text = serializers.CharField()
+
+
+class ConsentPolicySerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    purposes = PurposeSerializer(many=True)
+    jurisdictions = serializers.ListField(child=serializers.CharField())
+
+
+class ConsentInputSerializer(serializers.Serializer):
+    visitor_id = serializers.CharField(max_length=128)
+    policy_version = serializers.IntegerField(min_value=1)
+    purposes = serializers.DictField(child=serializers.BooleanField(), allow_empty=True)
+    method = serializers.ChoiceField(choices=["banner", "api"], default="banner")
+
+
+class EffectiveConsentSerializer(serializers.Serializer):
+    visitor_id = serializers.CharField()
+    policy_version = serializers.IntegerField(allow_null=True)
+    purposes = serializers.DictField(child=serializers.BooleanField())
+    reconsent_required = serializers.BooleanField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.JSONField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()

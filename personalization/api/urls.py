@@ -1,0 +1,13 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("events", views.EventsView.as_view(), name="api-events"),
+    path("consent-policy", views.ConsentPolicyView.as_view(), name="api-consent-policy"),
+    path("consent", views.ConsentView.as_view(), name="api-consent"),
+    path("consent/<str:visitor_id>", views.ConsentDetailView.as_view(), name="api-consent-detail"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,141 @@
+"""The storefront API, v1. Views validate input, fetch by id and call one service."""
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent import selectors as consent_selectors
+from consent import services as consent_services
+from consent.selectors import EffectiveConsent
+
+from ..exceptions import ApplicationError
+from ..models import ApiKey, Property
+from ..services.ingest import events_ingest
+from . import serializers as s
+from .authentication import ApiKeyAuthentication
+from .permissions import StorefrontKey
+
+ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 413, 415, 503)}
+
+
+class StorefrontView(APIView):
+    """Base of every storefront endpoint: API-key auth, and the GPC signal honoured."""
+
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [StorefrontKey]
+
+    @property
+    def api_key(self) -> ApiKey:
+        assert isinstance(self.request.auth, ApiKey)
+        return self.request.auth
+
+    @property
+    def prop(self) -> Property:
+        return self.api_key.property
+
+    @property
+    def gpc(self) -> bool:
+        return self.request.headers.get("Sec-GPC", "").strip() == "1"
+
+    @property
+    def client_ip(self) -> str | None:
+        return self.request.META.get("REMOTE_ADDR")
+
+    def honour_gpc(self, visitor_ids: list[str]) -> None:
+        if self.gpc and visitor_ids:
+            consent_services.gpc_apply(
+                property_id=self.prop.pk, visitor_ids=visitor_ids, ip=self.client_ip
+            )
+
+
+def _consent_body(visitor_id: str, consent: EffectiveConsent) -> dict[str, Any]:
+    return {
+        "visitor_id": visitor_id,
+        "policy_version": consent.policy_version,
+        "purposes": consent.purposes,
+        "reconsent_required": consent.reconsent_required,
+        "updated_at": consent.updated_at,
+    }
+
+
+class EventsView(StorefrontView):
+    @extend_schema(
+        request=s.EventBatchSerializer,
+        responses={200: s.EventBatchResultSerializer, **ERRORS},
+        summary="Send a batch of behaviour events",
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list):
+            raise ApplicationError(
+                "invalid_envelope", 'The body must be an object with an "events" array.'
+            )
+        if not events:
+            raise ApplicationError("invalid_envelope", 'The "events" array is empty.')
+        if len(events) > settings.EVENTS_MAX_BATCH:
+            raise ApplicationError(
+                "batch_too_large",
+                f"At most {settings.EVENTS_MAX_BATCH} events a request; got {len(events)}.",
+                details={"max": settings.EVENTS_MAX_BATCH, "received": len(events)},
+            )
+        extra = sorted(set(body) - {"events"})
+        if extra:
+            raise ApplicationError(
+                "invalid_envelope", f"Unknown top-level fields: {', '.join(extra)}."
+            )
+        result = events_ingest(prop=self.prop, events=events, gpc=self.gpc, ip=self.client_ip)
+        return Response(result.as_response())
+
+
+class ConsentPolicyView(StorefrontView):
+    @extend_schema(responses={200: s.ConsentPolicySerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        policy = consent_selectors.policy_current(self.prop.pk)
+        if policy is None:
+            raise ApplicationError(
+                "no_policy", "This property has no consent policy yet.", status=404
+            )
+        return Response(
+            {
+                "version": policy.version,
+                "purposes": policy.purposes,
+                "jurisdictions": policy.jurisdictions,
+            }
+        )
+
+
+class ConsentView(StorefrontView):
+    @extend_schema(
+        request=s.ConsentInputSerializer,
+        responses={201: s.EffectiveConsentSerializer, **ERRORS},
+        summary="Record a visitor's consent",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.ConsentInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        consent = consent_services.consent_record(
+            property_id=self.prop.pk,
+            visitor_id=v["visitor_id"],
+            policy_version=v["policy_version"],
+            purposes=v["purposes"],
+            method=v["method"],
+            ip=self.client_ip,
+            gpc=self.gpc,
+        )
+        return Response(_consent_body(v["visitor_id"], consent), status=201)
+
+
+class ConsentDetailView(StorefrontView):
+    @extend_schema(responses={200: s.EffectiveConsentSerializer, **ERRORS})
+    def get(self, request: Request, visitor_id: str) -> Response:
+        if len(visitor_id) > 128:
+            raise ApplicationError("invalid_visitor_id", "A visitor id has at most 128 characters.")
+        self.honour_gpc([visitor_id])
+        consent = consent_selectors.consent_effective(self.prop.pk, visitor_id)
+        return Response(_consent_body(visitor_id, consent))

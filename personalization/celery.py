@@ -1,0 +1,11 @@
+"""The one Celery app, configured from Django settings (``CELERY_`` namespace)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "personalization.settings")
+
+app = Celery("personalization")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

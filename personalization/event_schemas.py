@@ -1,0 +1,216 @@
+"""The event envelope and the strict schemas of the built-in event types.
+
+Schemas are compiled once with fastjsonschema and cached; a custom type's
+validator is cached by (property, type, version), so editing a schema in the
+admin bumps its version and every process compiles the new one on next use.
+"""
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import fastjsonschema
+import jsonschema
+
+UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+_SHORT = {"type": "string", "maxLength": 256}
+_URL = {"type": "string", "maxLength": 2048}
+
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event_id", "type", "visitor_id", "session_id", "timestamp"],
+    "additionalProperties": False,
+    "properties": {
+        "event_id": {"type": "string", "pattern": UUID_PATTERN},
+        "type": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,63}$"},
+        "visitor_id": _ID,
+        "session_id": _ID,
+        "timestamp": {"type": "string", "format": "date-time"},
+        "decision_id": {"type": ["string", "null"], "pattern": UUID_PATTERN},
+        "properties": {"type": "object"},
+        "context": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "url": _URL,
+                "referrer": _URL,
+                "user_agent": {"type": "string", "maxLength": 1024},
+                "title": _SHORT,
+                "utm": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        k: _SHORT for k in ("source", "medium", "campaign", "term", "content")
+                    },
+                },
+                "attributes": {"type": "object", "maxProperties": 50},
+            },
+        },
+    },
+}
+
+_item = {"item_id": _SHORT}
+_element = {"element_id": _SHORT, "section": _SHORT, **_item}
+
+
+def _strict(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+# name -> (purpose, schema of ``properties``)
+BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "page_view": ("analytics", _strict([], {"path": _URL, "title": _SHORT, **_item})),
+    "click": ("analytics", _strict(["element_id"], {**_element, "href": _URL, "text": _SHORT})),
+    "hover": (
+        "granular_tracking",
+        _strict(["element_id"], {**_element, "dwell_ms": {"type": "integer", "minimum": 0}}),
+    ),
+    "scroll": (
+        "granular_tracking",
+        _strict(
+            ["depth_pct"],
+            {
+                "depth_pct": {"type": "number", "minimum": 0, "maximum": 100},
+                "speed_px_s": {"type": "number", "minimum": 0},
+            },
+        ),
+    ),
+    "section_view": (
+        "analytics",
+        _strict(
+            ["section", "visible_ms"],
+            {"section": _SHORT, "visible_ms": {"type": "integer", "minimum": 0}},
+        ),
+    ),
+    "form_interaction": (
+        "analytics",
+        _strict(
+            ["form_id", "action"],
+            {
+                "form_id": _SHORT,
+                "action": {"enum": ["start", "submit", "abandon"]},
+                "field": _SHORT,
+            },
+        ),
+    ),
+    "session_start": ("analytics", _strict([], {})),
+    "session_end": ("analytics", _strict([], {})),
+    "add_to_cart": (
+        "analytics",
+        _strict(
+            ["item_id"],
+            {
+                **_item,
+                "quantity": {"type": "integer", "minimum": 1},
+                "price": {"type": "number", "minimum": 0},
+            },
+        ),
+    ),
+    "purchase": (
+        "analytics",
+        _strict(
+            ["revenue"],
+            {
+                "order_id": _SHORT,
+                "revenue": {"type": "number", "minimum": 0},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "item_ids": {"type": "array", "items": _SHORT, "maxItems": 200},
+            },
+        ),
+    ),
+    "conversion": (
+        "analytics",
+        _strict([], {"goal": _SHORT, "value": {"type": "number"}, **_element}),
+    ),
+    "survey_shown": ("analytics", _strict(["survey_key"], {"survey_key": _SHORT})),
+}
+
+Validator = Callable[[Any], Any]
+
+_envelope: Validator = fastjsonschema.compile(ENVELOPE_SCHEMA)
+_builtin_validators: dict[str, Validator] = {
+    name: fastjsonschema.compile(schema) for name, (_, schema) in BUILT_IN_TYPES.items()
+}
+_custom_validators: dict[tuple[int, str, int], Validator] = {}
+_MAX_CUSTOM_VALIDATORS = 2048
+
+
+class SchemaDefinitionError(ValueError):
+    pass
+
+
+def schema_check(schema: Any) -> None:
+    """Refuse anything that is not a valid JSON Schema describing an object."""
+    if not isinstance(schema, dict):
+        raise SchemaDefinitionError("A schema must be a JSON object.")
+    try:
+        jsonschema.Draft7Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise SchemaDefinitionError(f"Not a valid JSON Schema at {where}: {exc.message}") from exc
+    if schema.get("type", "object") != "object":
+        raise SchemaDefinitionError('An event\'s properties are an object: use "type": "object".')
+    try:
+        fastjsonschema.compile(schema)
+    except fastjsonschema.JsonSchemaDefinitionException as exc:
+        raise SchemaDefinitionError(f"Schema cannot be compiled: {exc}") from exc
+
+
+def custom_validator(property_id: int, name: str, version: int, schema: dict) -> Validator:
+    key = (property_id, name, version)
+    validator = _custom_validators.get(key)
+    if validator is None:
+        if len(_custom_validators) >= _MAX_CUSTOM_VALIDATORS:
+            _custom_validators.clear()
+        validator = fastjsonschema.compile(schema)
+        _custom_validators[key] = validator
+    return validator
+
+
+def builtin_validator(name: str) -> Validator | None:
+    return _builtin_validators.get(name)
+
+
+_PATH_RE = re.compile(r"^data\.?")
+
+
+def describe_error(exc: fastjsonschema.JsonSchemaValueException, prefix: str = "") -> dict:
+    """Turn fastjsonschema's error into the API's ``{path, message}``."""
+    name = _PATH_RE.sub("", exc.name or "")
+    name = re.sub(r"\[(\d+)\]", r".\1", name)
+    path = ".".join(p for p in (prefix, name) if p)
+    message = exc.message
+    if exc.name and message.startswith(exc.name):
+        message = message[len(exc.name) :].strip()
+    message = (
+        message.replace("smaller than or equal to", "<=")
+        .replace("bigger than or equal to", ">=")
+        .replace("smaller than", "<")
+        .replace("bigger than", ">")
+    )
+    return {"path": path, "message": message}
+
+
+def envelope_validate(event: Any) -> dict | None:
+    try:
+        _envelope(event)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return describe_error(exc)
+    return None
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed

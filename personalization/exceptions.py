@@ -1,0 +1,3 @@
+from consent.exceptions import DomainError as ApplicationError
+
+__all__ = ["ApplicationError"]

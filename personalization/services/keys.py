@@ -1,0 +1,67 @@
+"""API keys: issued once, stored as SHA-256, looked up by hash, revocable."""
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.utils import timezone
+
+from ..models import ApiKey, ApiKeyKind, Property
+
+PREFIXES = {ApiKeyKind.PUBLISHABLE: "pk_", ApiKeyKind.SECRET: "sk_"}
+# A revoked key is refused everywhere within this many seconds.
+KEY_CACHE_SECONDS = 1
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+def _digest(raw: str) -> str:
+    # Keys carry 256 bits of randomness: a fast hash is enough, no stretching needed.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_issue(
+    *, prop: Property, kind: str, name: str = "", user: Any = None
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its raw value, which is never stored or shown again."""
+    raw = PREFIXES[ApiKeyKind(kind)] + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        property=prop,
+        kind=kind,
+        name=name,
+        prefix=raw[:10],
+        key_hash=_digest(raw),
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    return key, raw
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    cache.delete(f"apikey:{key.key_hash}")
+    return key
+
+
+def api_key_authenticate(raw: str) -> ApiKey | None:
+    if not raw.startswith(("pk_", "sk_")) or len(raw) > 100:
+        return None
+    digest = _digest(raw)
+    cache_key = f"apikey:{digest}"
+    key: ApiKey | None = cache.get(cache_key)
+    if key is None:
+        key = ApiKey.objects.select_related("property").filter(key_hash=digest).first()
+        if key is None:
+            return None
+        cache.set(cache_key, key, KEY_CACHE_SECONDS)
+    if not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+        cache.set(cache_key, key, KEY_CACHE_SECONDS)
+    return key
