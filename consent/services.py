@@ -70,6 +70,8 @@ def policy_publish(
         jurisdictions=list(jurisdictions or []),
         published_by=user if getattr(user, "pk", None) else None,
     )
+    # Forget now (this process) and after commit (a reader may have cached the old one meanwhile).
+    policy_forget(property_id)
     transaction.on_commit(lambda: policy_forget(property_id))
     return policy
 

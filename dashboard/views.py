@@ -1,6 +1,10 @@
+from collections.abc import Callable
 from datetime import timedelta
+from functools import wraps
+from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -12,7 +16,23 @@ from personalization.selectors import ingest_fates
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
-@staff_member_required
+def property_permission_required(codename: str) -> Callable:
+    """Staff holding ``codename`` on at least one property; everyone else gets 403."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @staff_member_required
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not properties_for(request.user, codename).exists():
+                raise PermissionDenied(f"You hold no property with the {codename} permission.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@property_permission_required("view_dashboards")
 def data_quality(request: HttpRequest) -> HttpResponse:
     """Per property and event type: how many events met each fate (Marketing, Analysts)."""
     properties = properties_for(request.user, "view_dashboards")
@@ -28,7 +48,6 @@ def data_quality(request: HttpRequest) -> HttpResponse:
             "fates": Fate.choices,
             "window": window,
             "windows": list(WINDOWS),
-            "has_properties": properties.exists(),
             "title": "Data quality",
         },
     )

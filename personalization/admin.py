@@ -14,6 +14,10 @@ from .models import ApiKey, ApiKeyKind, EventType, Property, QuarantinedEvent, V
 from .services.ingest import quarantine_replay
 from .services.keys import api_key_issue, api_key_revoke
 from .services.properties import property_setup
+from .tasks import replay_quarantine_task
+
+# Up to this many events replay while the admin waits; more go to a Celery task.
+INLINE_REPLAY_LIMIT = 1000
 
 admin.site.site_header = "Micro-adjustments"
 admin.site.site_title = "Micro-adjustments"
@@ -241,6 +245,16 @@ class QuarantinedEventAdmin(PropertyScopedAdmin):
         for pk, property_id in queryset.values_list("pk", "property_id"):
             if property_id in allowed:
                 by_property.setdefault(property_id, []).append(pk)
+        if sum(len(ids) for ids in by_property.values()) > INLINE_REPLAY_LIMIT:
+            for property_id, ids in by_property.items():
+                replay_quarantine_task.delay_on_commit(property_id, ids)
+            self.message_user(
+                request,
+                "Replay queued in the background; refresh this list to follow its progress "
+                "(replayed events leave the 'quarantined' filter).",
+                messages.INFO,
+            )
+            return
         totals = {"stored": 0, "duplicates": 0, "still_quarantined": 0, "dropped_no_consent": 0}
         for property_id, ids in by_property.items():
             result = quarantine_replay(prop=Property.objects.get(pk=property_id), ids=ids)

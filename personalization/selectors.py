@@ -38,3 +38,23 @@ def ingest_fates(properties: QuerySet[Property], since: datetime) -> list[FateRo
         row = rows.setdefault(key, FateRow(*key))
         row.counts[item["fate"]] = item["n"]
     return list(rows.values())
+
+
+def visitor_signals_get(
+    prop: Property, visitor_id: str, session_id: str | None = None, now: datetime | None = None
+) -> dict:
+    """The live signals of a visitor (and of their current session) as conditions read them."""
+    from django.utils import timezone
+
+    from . import signals
+    from .models import Session, Visitor
+
+    now = now or timezone.now()
+    visitor = Visitor.objects.filter(property=prop, visitor_id=visitor_id).first()
+    if visitor is None:
+        return signals.signals_for(None, None, now)
+    sessions = Session.objects.filter(visitor=visitor)
+    if session_id is not None:
+        sessions = sessions.filter(session_id=session_id)
+    session = sessions.order_by("-started_at").first()
+    return signals.signals_for(visitor.state, session.state if session else None, now)

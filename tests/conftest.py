@@ -1,0 +1,136 @@
+"""Shared fixtures. Data is built through the same services users trigger."""
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from consent import services as consent_services
+from personalization.models import Property
+from personalization.permissions import role_grant
+from personalization.services.properties import property_create
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+ALL_PURPOSES = {"analytics": True, "personalization": True, "granular_tracking": True}
+
+
+def needs(condition: bool, reason: str) -> None:
+    """Skip when a service is missing on a laptop; under REQUIRE_SERVICES=1 it is a failure."""
+    if condition:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def postgres_only() -> None:
+    needs(is_postgres(), "this test needs PostgreSQL (set DATABASE_URL=postgres://…)")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if REQUIRE_SERVICES and skipped:
+        reporter.write_line(f"REQUIRE_SERVICES=1: {len(skipped)} test(s) skipped; failing the run.")
+        session.exitstatus = 1
+
+
+@dataclass
+class Shop:
+    prop: Property
+    pk: str
+    sk: str
+
+    def client(self, key: str | None = None, **headers: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key or self.pk}", **headers)
+        return client
+
+
+@pytest.fixture
+def make_shop(db: Any) -> Callable[..., Shop]:
+    def make(name: str = "Shop", origins: list[str] | None = None, **kwargs: Any) -> Shop:
+        prop, keys = property_create(
+            name=name, origins=origins if origins is not None else ["https://shop.example"],
+            **kwargs,
+        )
+        return Shop(prop=prop, pk=keys["publishable"], sk=keys["secret"])
+
+    return make
+
+
+@pytest.fixture
+def shop(make_shop: Callable[..., Shop]) -> Shop:
+    return make_shop()
+
+
+@pytest.fixture
+def consent(db: Any) -> Callable[..., None]:
+    def grant(prop: Property, visitor_id: str, purposes: dict[str, bool] | None = None) -> None:
+        consent_services.consent_record(
+            property_id=prop.pk,
+            visitor_id=visitor_id,
+            policy_version=1,
+            purposes=ALL_PURPOSES if purposes is None else purposes,
+            method="banner",
+        )
+
+    return grant
+
+
+def iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def make_event(
+    type: str = "page_view",
+    visitor_id: str = "v-1",
+    session_id: str = "s-1",
+    at: datetime | None = None,
+    properties: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": type,
+        "visitor_id": visitor_id,
+        "session_id": session_id,
+        "timestamp": iso(at or timezone.now() - timedelta(seconds=1)),
+        "properties": properties if properties is not None else {},
+        **extra,
+    }
+
+
+@pytest.fixture
+def staff(db: Any) -> Callable[..., Any]:
+    """A staff user holding ``role`` on the given properties (or none)."""
+    counter = {"n": 0}
+
+    def make(role: str | None = None, *props: Property, superuser: bool = False) -> Any:
+        counter["n"] += 1
+        user = get_user_model().objects.create_user(
+            username=f"user{counter['n']}", password="pw-Long-enough-123",
+            is_staff=True, is_superuser=superuser,
+        )
+        if role is not None:
+            user.groups.add(Group.objects.get(name=role))
+        for prop in props:
+            assert role is not None
+            role_grant(user, prop, role)
+        return user
+
+    return make
