@@ -46,10 +46,16 @@ class ConsentPolicyAdmin(PropertyScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         if obj is None:
             return []
-        return ["property", "version", "purposes_pretty", "jurisdictions", "published_at",
-                "published_by"]
+        return [
+            "property",
+            "version",
+            "purposes_pretty",
+            "jurisdictions",
+            "published_at",
+            "published_by",
+        ]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_readonly_fields(request, obj) or ["property", "purposes", "jurisdictions"]
 
     @admin.display(description="purposes")

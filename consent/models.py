@@ -60,7 +60,9 @@ class ConsentPolicy(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
-            raise ImmutableError("a published consent policy is never edited; publish a new version")
+            raise ImmutableError(
+                "a published consent policy is never edited; publish a new version"
+            )
         super().save(*args, **kwargs)
 
     @builtins.property

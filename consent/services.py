@@ -35,7 +35,9 @@ def purposes_validate(purposes: Any) -> list[dict[str, str]]:
                 "invalid_policy", f"Purpose {index} needs a unique key of letters, digits and _."
             )
         if not str(purpose.get("text", "")).strip():
-            raise DomainError("invalid_policy", f"Purpose {key!r} needs the text shown to visitors.")
+            raise DomainError(
+                "invalid_policy", f"Purpose {key!r} needs the text shown to visitors."
+            )
         seen.add(key)
         cleaned.append(
             {"key": key, "title": str(purpose.get("title") or key), "text": str(purpose["text"])}

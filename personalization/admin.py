@@ -1,8 +1,10 @@
 import json
+from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -109,7 +111,7 @@ class ApiKeyAdmin(PropertyScopedAdmin):
             return []
         return ["property", "kind", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_readonly_fields(request, obj) or ["property", "kind", "name"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -199,13 +201,29 @@ class ScopedPropertyFilter(admin.SimpleListFilter):
 class QuarantinedEventAdmin(PropertyScopedAdmin):
     view_perm = "view_quarantine"
     change_perm = "manage_quarantine"
-    list_display = ["event_type", "error_path", "error_message", "property", "status",
-                    "received_at", "replay_attempts"]
+    list_display = [
+        "event_type",
+        "error_path",
+        "error_message",
+        "property",
+        "status",
+        "received_at",
+        "replay_attempts",
+    ]
     list_filter = ["status", "event_type", ScopedPropertyFilter]
     search_fields = ["event_id", "event_type"]
-    readonly_fields = ["property", "event_id", "event_type", "visitor_id", "status",
-                       "received_at", "replayed_at", "replay_attempts", "errors_list",
-                       "payload_pretty"]
+    readonly_fields = (
+        "property",
+        "event_id",
+        "event_type",
+        "visitor_id",
+        "status",
+        "received_at",
+        "replayed_at",
+        "replay_attempts",
+        "errors_list",
+        "payload_pretty",
+    )
     fields = readonly_fields
     actions = ["replay"]
 
@@ -220,7 +238,8 @@ class QuarantinedEventAdmin(PropertyScopedAdmin):
     @admin.display(description="errors")
     def errors_list(self, obj: QuarantinedEvent) -> str:
         return format_html_join(
-            "", "<div><code>{}</code> {}</div>",
+            "",
+            "<div><code>{}</code> {}</div>",
             ((e.get("path") or "(event)", e.get("message", "")) for e in obj.errors),
         )
 
@@ -240,14 +259,16 @@ class QuarantinedEventAdmin(PropertyScopedAdmin):
 
     @admin.action(description="Replay the selected events", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[QuarantinedEvent]) -> None:
-        allowed = set(properties_for(request.user, "manage_quarantine").values_list("pk", flat=True))
+        allowed = set(
+            properties_for(request.user, "manage_quarantine").values_list("pk", flat=True)
+        )
         by_property: dict[int, list[int]] = {}
         for pk, property_id in queryset.values_list("pk", "property_id"):
             if property_id in allowed:
                 by_property.setdefault(property_id, []).append(pk)
         if sum(len(ids) for ids in by_property.values()) > INLINE_REPLAY_LIMIT:
             for property_id, ids in by_property.items():
-                replay_quarantine_task.delay_on_commit(property_id, ids)
+                transaction.on_commit(partial(replay_quarantine_task.delay, property_id, ids))
             self.message_user(
                 request,
                 "Replay queued in the background; refresh this list to follow its progress "
@@ -275,7 +296,13 @@ class VisitorAdmin(PropertyScopedAdmin):
     list_display = ["visitor_id", "property", "first_seen", "last_seen"]
     list_filter = [ScopedPropertyFilter]
     search_fields = ["=visitor_id"]
-    readonly_fields = ["property", "visitor_id", "first_seen", "last_seen", "live_signals"]
+    readonly_fields = (
+        "property",
+        "visitor_id",
+        "first_seen",
+        "last_seen",
+        "live_signals",
+    )
     fields = readonly_fields
 
     @admin.display(description="signals")

@@ -14,6 +14,11 @@ from typing import Any
 from django.db import connection, models
 
 
+def _qn(name: str | None) -> str:
+    assert name is not None
+    return connection.ops.quote_name(name)
+
+
 def _columns(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
     return [model._meta.get_field(name) for name in names]  # type: ignore[misc]
 
@@ -42,16 +47,17 @@ def insert_returning_new(
     names = list(rows[0].keys())
     fields = _columns(model, names)
     values, params = _values_sql(fields, rows)
-    ret_field = model._meta.get_field(returning)
+    ret_field = _columns(model, [returning])[0]
+    conflict_columns = ", ".join(_qn(c.column) for c in _columns(model, conflict))
     sql = (
-        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"VALUES {values} ON CONFLICT ({', '.join(qn(c.column) for c in _columns(model, conflict))})"
-        f" DO NOTHING RETURNING {qn(ret_field.column)}"  # type: ignore[union-attr]
+        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(_qn(f.column) for f in fields)}) "
+        f"VALUES {values} ON CONFLICT ({conflict_columns})"
+        f" DO NOTHING RETURNING {_qn(ret_field.column)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         returned = [r[0] for r in cursor.fetchall()]
-    return [ret_field.to_python(value) for value in returned]  # type: ignore[union-attr]
+    return [ret_field.to_python(value) for value in returned]
 
 
 def increment_counters(
@@ -65,10 +71,10 @@ def increment_counters(
     fields = _columns(model, names)
     ordered = sorted(rows, key=lambda r: tuple(str(r[k]) for k in key))  # fixed lock order
     values, params = _values_sql(fields, ordered)
-    col = qn(model._meta.get_field(counter).column)  # type: ignore[union-attr]
+    col = _qn(_columns(model, [counter])[0].column)
     sql = (
-        f"INSERT INTO {table} ({', '.join(qn(f.column) for f in fields)}) VALUES {values} "
-        f"ON CONFLICT ({', '.join(qn(f.column) for f in fields[:-1])}) "
+        f"INSERT INTO {table} ({', '.join(_qn(f.column) for f in fields)}) VALUES {values} "
+        f"ON CONFLICT ({', '.join(_qn(f.column) for f in fields[:-1])}) "
         f"DO UPDATE SET {col} = {table}.{col} + excluded.{col}"
     )
     with connection.cursor() as cursor:

@@ -37,6 +37,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
 }
 
+
 def role_grant(user: AbstractBaseUser, prop: Property, role: str) -> None:
     """Give a staff user a role on one property: the group, and the role's object permissions."""
     group = Group.objects.get(name=role)
@@ -48,8 +49,6 @@ def role_grant(user: AbstractBaseUser, prop: Property, role: str) -> None:
 def role_revoke(user: AbstractBaseUser, prop: Property, role: str) -> None:
     for codename in ROLE_PERMISSIONS[role]:
         remove_perm(f"personalization.{codename}", user, prop)
-
-
 
 
 __all__ = ["ROLE_PERMISSIONS", "has_property_perm", "properties_for", "role_grant", "role_revoke"]

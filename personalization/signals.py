@@ -20,8 +20,18 @@ VISIT_HISTORY_DAYS = 30
 TREND_WINDOW_S = 60
 
 SEARCH_HOSTS = ("google.", "bing.", "duckduckgo.", "yahoo.", "ecosia.", "baidu.", "yandex.")
-SOCIAL_HOSTS = ("facebook.", "instagram.", "t.co", "twitter.", "x.com", "linkedin.", "pinterest.",
-                "tiktok.", "reddit.", "youtube.")
+SOCIAL_HOSTS = (
+    "facebook.",
+    "instagram.",
+    "t.co",
+    "twitter.",
+    "x.com",
+    "linkedin.",
+    "pinterest.",
+    "tiktok.",
+    "reddit.",
+    "youtube.",
+)
 
 # dotted name -> (type, description). The README's signal table is built from this.
 SIGNALS: dict[str, tuple[str, str]] = {
@@ -88,7 +98,11 @@ def parse_user_agent(user_agent: str) -> tuple[str, str, str]:
     lowered = user_agent.lower()
     if device == "Spider" or "bot" in lowered or "crawler" in lowered:
         kind = "bot"
-    elif "ipad" in lowered or "tablet" in lowered or ("android" in lowered and "mobile" not in lowered):
+    elif (
+        "ipad" in lowered
+        or "tablet" in lowered
+        or ("android" in lowered and "mobile" not in lowered)
+    ):
         kind = "tablet"
     elif "mobi" in lowered or "iphone" in lowered or "android" in lowered:
         kind = "mobile"

@@ -34,10 +34,21 @@ USER_AGENTS = {
     "tablet": "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
     "Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
 }
-REFERRERS = ["", "", "https://www.google.com/", "https://www.bing.com/",
-             "https://www.instagram.com/", "https://news.example.org/article"]
-CAMPAIGNS = [None, None, None, {"source": "newsletter", "medium": "email", "campaign": "winter"},
-             {"source": "instagram", "medium": "social", "campaign": "launch"}]
+REFERRERS = [
+    "",
+    "",
+    "https://www.google.com/",
+    "https://www.bing.com/",
+    "https://www.instagram.com/",
+    "https://news.example.org/article",
+]
+CAMPAIGNS = [
+    None,
+    None,
+    None,
+    {"source": "newsletter", "medium": "email", "campaign": "winter"},
+    {"source": "instagram", "medium": "social", "campaign": "launch"},
+]
 PAGES = ["/", "/shop", "/shop/shoes", "/shop/coats", "/about", "/blog/care-guide", "/cart"]
 ITEMS = [f"sku-{n:03d}" for n in range(1, 41)]
 SECTIONS = ["hero", "reviews", "details", "recommendations", "faq"]
@@ -59,16 +70,71 @@ class Persona:
 
 
 PERSONAS = [
-    Persona("fast_scroller", 0.25, (1, 3), (5, 20), (1500, 4000), (70, 100), 0.2, 0.02, 0.0,
-            0.35, ("mobile", "android", "mobile", "desktop")),
-    Persona("deep_reader", 0.2, (3, 7), (60, 200), (80, 400), (60, 100), 0.6, 0.1, 0.03, 0.6,
-            ("desktop", "mac", "tablet")),
-    Persona("bouncer", 0.3, (1, 1), (3, 15), (300, 1500), (5, 40), 0.05, 0.0, 0.0, 0.1,
-            ("mobile", "android", "desktop")),
-    Persona("buyer", 0.15, (3, 9), (20, 60), (300, 900), (40, 90), 0.8, 0.6, 0.45, 0.5,
-            ("desktop", "mac", "mobile")),
-    Persona("browser", 0.1, (2, 5), (15, 45), (400, 1200), (30, 80), 0.4, 0.1, 0.02, 0.3,
-            ("desktop", "mobile", "tablet")),
+    Persona(
+        "fast_scroller",
+        0.25,
+        (1, 3),
+        (5, 20),
+        (1500, 4000),
+        (70, 100),
+        0.2,
+        0.02,
+        0.0,
+        0.35,
+        ("mobile", "android", "mobile", "desktop"),
+    ),
+    Persona(
+        "deep_reader",
+        0.2,
+        (3, 7),
+        (60, 200),
+        (80, 400),
+        (60, 100),
+        0.6,
+        0.1,
+        0.03,
+        0.6,
+        ("desktop", "mac", "tablet"),
+    ),
+    Persona(
+        "bouncer",
+        0.3,
+        (1, 1),
+        (3, 15),
+        (300, 1500),
+        (5, 40),
+        0.05,
+        0.0,
+        0.0,
+        0.1,
+        ("mobile", "android", "desktop"),
+    ),
+    Persona(
+        "buyer",
+        0.15,
+        (3, 9),
+        (20, 60),
+        (300, 900),
+        (40, 90),
+        0.8,
+        0.6,
+        0.45,
+        0.5,
+        ("desktop", "mac", "mobile"),
+    ),
+    Persona(
+        "browser",
+        0.1,
+        (2, 5),
+        (15, 45),
+        (400, 1200),
+        (30, 80),
+        0.4,
+        0.1,
+        0.02,
+        0.3,
+        ("desktop", "mobile", "tablet"),
+    ),
 ]
 
 
@@ -82,8 +148,15 @@ def _persona(rng: random.Random) -> Persona:
 
 
 class Visit:
-    def __init__(self, rng: random.Random, visitor: str, persona: Persona, start: datetime,
-                 device: str, first: bool) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        visitor: str,
+        persona: Persona,
+        start: datetime,
+        device: str,
+        first: bool,
+    ) -> None:
         self.rng, self.visitor, self.persona, self.t = rng, visitor, persona, start
         self.session = f"s-{uuid.UUID(int=rng.getrandbits(128)).hex[:16]}"
         self.device = device
@@ -100,15 +173,17 @@ class Visit:
                 context["referrer"] = self.referrer
             if self.utm:
                 context["utm"] = self.utm
-        self.events.append({
-            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
-            "type": kind,
-            "visitor_id": self.visitor,
-            "session_id": self.session,
-            "timestamp": self.t.isoformat().replace("+00:00", "Z"),
-            "properties": props or {},
-            "context": context,
-        })
+        self.events.append(
+            {
+                "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+                "type": kind,
+                "visitor_id": self.visitor,
+                "session_id": self.session,
+                "timestamp": self.t.isoformat().replace("+00:00", "Z"),
+                "properties": props or {},
+                "context": context,
+            }
+        )
 
     def play(self) -> list[dict[str, Any]]:
         rng, p = self.rng, self.persona
@@ -124,23 +199,27 @@ class Visit:
             for depth in (25, 50, 75, 100):
                 if depth > depth_goal:
                     break
-                self.emit("scroll", {"depth_pct": depth, "speed_px_s": round(speed, 1)},
-                          dwell / 8)
+                self.emit("scroll", {"depth_pct": depth, "speed_px_s": round(speed, 1)}, dwell / 8)
             for section in rng.sample(SECTIONS, k=rng.randint(0, 3)):
-                self.emit("section_view", {"section": section,
-                                           "visible_ms": int(dwell * 1000 / 4)}, dwell / 6)
+                self.emit(
+                    "section_view",
+                    {"section": section, "visible_ms": int(dwell * 1000 / 4)},
+                    dwell / 6,
+                )
             if rng.random() < p.click_rate:
                 self.emit("hover", {"element_id": "cta", "dwell_ms": rng.randint(200, 2500)}, 1)
                 self.emit("click", {"element_id": rng.choice(["cta", "nav", "reco"])}, 1)
             if item and rng.random() < p.cart_rate:
-                self.emit("add_to_cart", {"item_id": item, "quantity": 1,
-                                          "price": rng.choice([19.0, 49.0, 89.0])}, 2)
+                self.emit(
+                    "add_to_cart",
+                    {"item_id": item, "quantity": 1, "price": rng.choice([19.0, 49.0, 89.0])},
+                    2,
+                )
             self.t += timedelta(seconds=dwell / 3)
         if rng.random() < p.buy_rate:
             self.emit("form_interaction", {"form_id": "checkout", "action": "start"}, 5)
             self.emit("form_interaction", {"form_id": "checkout", "action": "submit"}, 40)
-            self.emit("purchase", {"revenue": round(rng.uniform(20, 240), 2),
-                                   "currency": "EUR"}, 2)
+            self.emit("purchase", {"revenue": round(rng.uniform(20, 240), 2), "currency": "EUR"}, 2)
         elif rng.random() < 0.1:
             self.emit("form_interaction", {"form_id": "newsletter", "action": "start"}, 3)
             self.emit("form_interaction", {"form_id": "newsletter", "action": "abandon"}, 10)
@@ -222,8 +301,11 @@ def simulate(
                 if roll < refuse_share + 0.1:  # analytics only: granular events dropped
                     granted = {k: k == "analytics" for k in policy.purpose_keys}
                 consent_services.consent_record(
-                    property_id=prop.pk, visitor_id=visitor, policy_version=policy.version,
-                    purposes=granted, method="banner",
+                    property_id=prop.pk,
+                    visitor_id=visitor,
+                    policy_version=policy.version,
+                    purposes=granted,
+                    method="banner",
                 )
         for event in visitor_events(rng, visitor, days, now):
             batch.append(_corrupt(rng, event) if rng.random() < bad_share else event)

@@ -65,7 +65,8 @@ class Shop:
 def make_shop(db: Any) -> Callable[..., Shop]:
     def make(name: str = "Shop", origins: list[str] | None = None, **kwargs: Any) -> Shop:
         prop, keys = property_create(
-            name=name, origins=origins if origins is not None else ["https://shop.example"],
+            name=name,
+            origins=origins if origins is not None else ["https://shop.example"],
             **kwargs,
         )
         return Shop(prop=prop, pk=keys["publishable"], sk=keys["secret"])
@@ -123,8 +124,10 @@ def staff(db: Any) -> Callable[..., Any]:
     def make(role: str | None = None, *props: Property, superuser: bool = False) -> Any:
         counter["n"] += 1
         user = get_user_model().objects.create_user(
-            username=f"user{counter['n']}", password="pw-Long-enough-123",
-            is_staff=True, is_superuser=superuser,
+            username=f"user{counter['n']}",
+            password="pw-Long-enough-123",
+            is_staff=True,
+            is_superuser=superuser,
         )
         if role is not None:
             user.groups.add(Group.objects.get(name=role))

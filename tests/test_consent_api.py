@@ -9,9 +9,12 @@ from consent.services import policy_publish
 
 
 def record(client, **body):
-    data = {"visitor_id": "v-1", "policy_version": 1,
-            "purposes": {"analytics": True, "personalization": True,
-                         "granular_tracking": False}, "method": "banner"}
+    data = {
+        "visitor_id": "v-1",
+        "policy_version": 1,
+        "purposes": {"analytics": True, "personalization": True, "granular_tracking": False},
+        "method": "banner",
+    }
     data.update(body)
     return client.post("/api/v1/consent", data, format="json")
 
@@ -19,16 +22,22 @@ def record(client, **body):
 def test_consent_policy__current_version__served_with_texts(shop):
     body = shop.client().get("/api/v1/consent-policy").json()
     assert body["version"] == 1
-    assert [p["key"] for p in body["purposes"]] == ["analytics", "personalization",
-                                                   "granular_tracking"]
+    assert [p["key"] for p in body["purposes"]] == [
+        "analytics",
+        "personalization",
+        "granular_tracking",
+    ]
     assert all(p["text"] and p["title"] for p in body["purposes"])
 
 
 def test_consent__recorded__201_and_effective(shop):
     response = record(shop.client())
     assert response.status_code == 201
-    assert response.json()["purposes"] == {"analytics": True, "personalization": True,
-                                           "granular_tracking": False}
+    assert response.json()["purposes"] == {
+        "analytics": True,
+        "personalization": True,
+        "granular_tracking": False,
+    }
     got = shop.client().get("/api/v1/consent/v-1").json()
     assert got["policy_version"] == 1 and got["reconsent_required"] is False
     assert got["purposes"]["personalization"] is True and got["updated_at"]
@@ -52,12 +61,14 @@ def test_consent__unknown_visitor__nothing_granted(shop):
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [({"policy_version": 9}, "unknown_policy_version"),
-     ({"purposes": {"marketing_emails": True}}, "unknown_purpose"),
-     ({"purposes": "all"}, "invalid_request"),
-     ({"visitor_id": ""}, "invalid_request"),
-     ({"method": "gpc"}, "invalid_request"),
-     ({"policy_version": "one"}, "invalid_request")],
+    [
+        ({"policy_version": 9}, "unknown_policy_version"),
+        ({"purposes": {"marketing_emails": True}}, "unknown_purpose"),
+        ({"purposes": "all"}, "invalid_request"),
+        ({"visitor_id": ""}, "invalid_request"),
+        ({"method": "gpc"}, "invalid_request"),
+        ({"policy_version": "one"}, "invalid_request"),
+    ],
 )
 def test_consent__bad_input__400_and_nothing_recorded(shop, body, code):
     response = record(shop.client(), **body)
@@ -75,12 +86,16 @@ def test_consent__policy_version_of_other_property__refused(make_shop):
 
 
 def test_consent__with_gpc__opt_out_recorded_whatever_asked(shop):
-    response = record(shop.client(HTTP_SEC_GPC="1"),
-                      purposes={"analytics": True, "personalization": True,
-                                "granular_tracking": True})
+    response = record(
+        shop.client(HTTP_SEC_GPC="1"),
+        purposes={"analytics": True, "personalization": True, "granular_tracking": True},
+    )
     assert response.status_code == 201
-    assert response.json()["purposes"] == {"analytics": True, "personalization": False,
-                                           "granular_tracking": False}
+    assert response.json()["purposes"] == {
+        "analytics": True,
+        "personalization": False,
+        "granular_tracking": False,
+    }
     assert ConsentRecord.objects.get().method == "gpc"
 
 
@@ -91,19 +106,28 @@ def test_consent_lookup__with_gpc__records_opt_out_once_per_version(shop):
     client.get("/api/v1/consent/v-1")
     assert first["purposes"]["personalization"] is False
     assert list(ConsentRecord.objects.order_by("id").values_list("method", flat=True)) == [
-        "banner", "gpc"]
+        "banner",
+        "gpc",
+    ]
 
 
 def test_consent__new_policy_changing_purposes__reconsent_and_intersection(shop):
-    record(shop.client(), purposes={"analytics": True, "personalization": True,
-                                    "granular_tracking": True})
+    record(
+        shop.client(),
+        purposes={"analytics": True, "personalization": True, "granular_tracking": True},
+    )
     purposes = [p for p in ConsentPolicy.objects.get(version=1).purposes] + [
-        {"key": "ads", "title": "Ads", "text": "Partner advertising."}]
+        {"key": "ads", "title": "Ads", "text": "Partner advertising."}
+    ]
     policy_publish(property_id=shop.prop.pk, purposes=purposes)
     body = shop.client().get("/api/v1/consent/v-1").json()
     assert body["reconsent_required"] is True and body["policy_version"] == 1
-    assert body["purposes"] == {"analytics": True, "personalization": True,
-                                "granular_tracking": True, "ads": False}
+    assert body["purposes"] == {
+        "analytics": True,
+        "personalization": True,
+        "granular_tracking": True,
+        "ads": False,
+    }
 
 
 def test_consent_policy__published__never_edited_in_place(shop):
@@ -126,12 +150,16 @@ def test_consent_effective__latest_record_wins(shop):
     record(shop.client())
     record(shop.client(), purposes={"analytics": False})
     assert consent_effective(shop.prop.pk, "v-1").purposes == {
-        "analytics": False, "personalization": False, "granular_tracking": False}
+        "analytics": False,
+        "personalization": False,
+        "granular_tracking": False,
+    }
 
 
 def test_policy_publish__missing_builtin_purpose__refused(shop):
     from consent.exceptions import DomainError
 
     with pytest.raises(DomainError, match="missing"):
-        policy_publish(property_id=shop.prop.pk,
-                       purposes=[{"key": "analytics", "title": "A", "text": "t"}])
+        policy_publish(
+            property_id=shop.prop.pk, purposes=[{"key": "analytics", "title": "A", "text": "t"}]
+        )

@@ -24,8 +24,11 @@ def post(client, events):
 def test_events__one_of_each_fate__counted_and_stored_once(shop, consent):
     # Given a visitor who granted everything and one who refused everything
     consent(shop.prop, "v-yes")
-    consent(shop.prop, "v-no", {"analytics": False, "personalization": False,
-                                "granular_tracking": False})
+    consent(
+        shop.prop,
+        "v-no",
+        {"analytics": False, "personalization": False, "granular_tracking": False},
+    )
     stored = make_event(visitor_id="v-yes")
     duplicate = dict(stored)
     bad = make_event("scroll", visitor_id="v-yes", properties={"depth_pct": 150})
@@ -36,9 +39,18 @@ def test_events__one_of_each_fate__counted_and_stored_once(shop, consent):
     assert response.status_code == 200
     body = response.json()
     assert body == {
-        "accepted": 1, "duplicates": 1, "quarantined": 1, "dropped_no_consent": 1,
-        "errors": [{"index": 2, "event_id": bad["event_id"], "path": "properties.depth_pct",
-                    "message": "must be <= 100"}],
+        "accepted": 1,
+        "duplicates": 1,
+        "quarantined": 1,
+        "dropped_no_consent": 1,
+        "errors": [
+            {
+                "index": 2,
+                "event_id": bad["event_id"],
+                "path": "properties.depth_pct",
+                "message": "must be <= 100",
+            }
+        ],
     }
     assert list(Event.objects.values_list("event_id", flat=True)) == [uuid.UUID(stored["event_id"])]
     quarantined = QuarantinedEvent.objects.get()
@@ -68,8 +80,13 @@ def test_events__retried_quarantined_event__kept_once(shop, consent):
 
 def test_events__bad_event__never_rejects_neighbours(shop, consent):
     consent(shop.prop, "v-1")
-    events = [make_event(), "not an object", {"type": "page_view"}, make_event(),
-              make_event("nope_type")]
+    events = [
+        make_event(),
+        "not an object",
+        {"type": "page_view"},
+        make_event(),
+        make_event("nope_type"),
+    ]
     body = post(shop.client(), events).json()
     assert body["accepted"] == 2 and body["quarantined"] == 3
     assert [e["index"] for e in body["errors"]] == [1, 2, 4]
@@ -79,8 +96,10 @@ def test_events__bad_event__never_rejects_neighbours(shop, consent):
 
 @pytest.mark.parametrize(
     ("offset", "message"),
-    [(timedelta(minutes=6), "more than 5 minutes in the future"),
-     (-timedelta(days=31), "older than the property's retention (30 days)")],
+    [
+        (timedelta(minutes=6), "more than 5 minutes in the future"),
+        (-timedelta(days=31), "older than the property's retention (30 days)"),
+    ],
 )
 def test_events__timestamp_out_of_bounds__quarantined(make_shop, consent, offset, message):
     shop = make_shop(retention_days=30)
@@ -99,11 +118,14 @@ def test_events__timestamp_slightly_ahead__accepted(shop, consent):
 
 
 def test_events__granular_event_without_granular_consent__dropped(shop, consent):
-    consent(shop.prop, "v-1", {"analytics": True, "personalization": False,
-                               "granular_tracking": False})
-    events = [make_event("scroll", properties={"depth_pct": 50}),
-              make_event("hover", properties={"element_id": "cta"}),
-              make_event()]
+    consent(
+        shop.prop, "v-1", {"analytics": True, "personalization": False, "granular_tracking": False}
+    )
+    events = [
+        make_event("scroll", properties={"depth_pct": 50}),
+        make_event("hover", properties={"element_id": "cta"}),
+        make_event(),
+    ]
     body = post(shop.client(), events).json()
     assert (body["accepted"], body["dropped_no_consent"]) == (1, 2)
     assert list(Event.objects.values_list("type", flat=True)) == ["page_view"]
@@ -122,8 +144,11 @@ def test_events__gpc_header__records_opt_out_and_drops_granular(shop, consent):
     body = post(client, [make_event(), make_event("scroll", properties={"depth_pct": 10})]).json()
     assert (body["accepted"], body["dropped_no_consent"]) == (1, 1)
     effective = consent_effective(shop.prop.pk, "v-1")
-    assert effective.purposes == {"analytics": True, "personalization": False,
-                                  "granular_tracking": False}
+    assert effective.purposes == {
+        "analytics": True,
+        "personalization": False,
+        "granular_tracking": False,
+    }
     post(client, [make_event()])
     assert [r.method for r in consent_history(shop.prop.pk, "v-1")] == ["banner", "gpc"]
 
@@ -131,9 +156,13 @@ def test_events__gpc_header__records_opt_out_and_drops_granular(shop, consent):
 def test_events__custom_type__validated_by_its_schema(shop, consent):
     consent(shop.prop, "v-1")
     EventType.objects.create(
-        property=shop.prop, name="video_play",
-        schema={"type": "object", "required": ["video"],
-                "properties": {"video": {"type": "string"}, "at_s": {"type": "number"}}},
+        property=shop.prop,
+        name="video_play",
+        schema={
+            "type": "object",
+            "required": ["video"],
+            "properties": {"video": {"type": "string"}, "at_s": {"type": "number"}},
+        },
     )
     good = make_event("video_play", properties={"video": "intro", "at_s": 3})
     bad = make_event("video_play", properties={"at_s": "x"})
@@ -155,8 +184,11 @@ def test_events__fates__counted_for_data_quality(shop, consent):
     event = make_event()
     post(shop.client(), [event, event, make_event("click", properties={})])
     counts = {(s.event_type, s.fate): s.count for s in IngestStat.objects.all()}
-    assert counts == {("page_view", "accepted"): 1, ("page_view", "duplicate"): 1,
-                      ("click", "quarantined"): 1}
+    assert counts == {
+        ("page_view", "accepted"): 1,
+        ("page_view", "duplicate"): 1,
+        ("click", "quarantined"): 1,
+    }
 
 
 BAD_BODIES = [
@@ -165,7 +197,7 @@ BAD_BODIES = [
     ('{"events": "x"}', "application/json", 400, "invalid_envelope"),
     ('{"events": []}', "application/json", 400, "invalid_envelope"),
     ('{"events": null}', "application/json", 400, "invalid_envelope"),
-    ('{}', "application/json", 400, "invalid_envelope"),
+    ("{}", "application/json", 400, "invalid_envelope"),
     ('"events"', "application/json", 400, "invalid_envelope"),
     ('{"events": [{}], "extra": 1}', "application/json", 400, "invalid_envelope"),
     ('{"events": [{}]', "application/json", 400, "malformed_json"),
@@ -211,8 +243,12 @@ def test_events__body_too_large__413(shop, settings):
 
 @pytest.mark.parametrize(
     ("header", "code"),
-    [(None, "missing_api_key"), ("Bearer sk_nope", "invalid_api_key"),
-     ("Token abc", "invalid_api_key"), ("Bearer", "invalid_api_key")],
+    [
+        (None, "missing_api_key"),
+        ("Bearer sk_nope", "invalid_api_key"),
+        ("Token abc", "invalid_api_key"),
+        ("Bearer", "invalid_api_key"),
+    ],
 )
 def test_events__missing_or_wrong_key__401(shop, header, code):
     client = Client(**({"HTTP_AUTHORIZATION": header} if header else {}))
@@ -241,8 +277,10 @@ def test_events__publishable_key_from_foreign_origin__403(shop, consent):
 def test_events__key_of_other_property__writes_only_its_own(make_shop, consent):
     a, b = make_shop("A"), make_shop("B")
     consent(a.prop, "v-1")
+    consent(b.prop, "v-1")
     post(a.client(), [make_event()])
     assert Event.objects.get().property_id == a.prop.pk
+    assert not Event.objects.filter(property=b.prop).exists()
 
 
 def test_events__get__405_in_error_shape(shop):

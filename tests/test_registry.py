@@ -12,7 +12,10 @@ def test_registry__every_model_with_a_visitor_field__registered():
     missing = []
     for model in apps.get_models():
         names = [f.name for f in model._meta.get_fields() if not f.auto_created or f.concrete]
-        if any(h in name for name in names for h in VISITOR_FIELD_HINTS) and model not in registered:
+        if (
+            any(h in name for name in names for h in VISITOR_FIELD_HINTS)
+            and model not in registered
+        ):
             missing.append(model._meta.label)
     assert missing == [], f"register these visitor-data stores with consent.registry: {missing}"
 
@@ -23,9 +26,15 @@ def test_registry__stores__find_a_visitors_rows(shop, consent):
 
     consent(shop.prop, "v-1")
     consent(shop.prop, "v-2")
-    events_ingest(prop=shop.prop, events=[make_event(), make_event(visitor_id="v-2"),
-                                          make_event("click", properties={})])
+    events_ingest(
+        prop=shop.prop,
+        events=[make_event(), make_event(visitor_id="v-2"), make_event("click", properties={})],
+    )
     counts = {s.label: s.queryset_for(shop.prop.pk, "v-1").count() for s in registry.stores()}
-    assert counts == {"consent.records": 1, "personalization.events": 1,
-                      "personalization.quarantine": 1, "personalization.visitors": 1,
-                      "personalization.sessions": 1}
+    assert counts == {
+        "consent.records": 1,
+        "personalization.events": 1,
+        "personalization.quarantine": 1,
+        "personalization.visitors": 1,
+        "personalization.sessions": 1,
+    }

@@ -62,8 +62,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DjangoPermissionDenied):
         return Response(error_body("permission_denied", "Permission denied."), status=403)
     if isinstance(exc, exceptions.APIException):
-        if isinstance(exc, exceptions.Throttled) and exc.wait:
-            headers["Retry-After"] = str(int(exc.wait))
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, exceptions.Throttled) and wait:
+            headers["Retry-After"] = str(int(wait))
         code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), None)
         if isinstance(exc, exceptions.PermissionDenied):
             codes = exc.get_codes()
@@ -88,4 +89,6 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonRe
 
 
 def json_500(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(error_body("internal_error", "Internal error; it has been logged."), status=500)
+    return JsonResponse(
+        error_body("internal_error", "Internal error; it has been logged."), status=500
+    )

@@ -35,6 +35,7 @@ class StorefrontKey(BasePermission):
 class SecretKey(StorefrontKey):
     def has_permission(self, request: Request, view: Any) -> bool:
         super().has_permission(request, view)
-        if not request.auth.is_secret:
+        key = request.auth
+        if not (isinstance(key, ApiKey) and key.is_secret):
             raise exceptions.PermissionDenied("This endpoint needs a secret (sk_) key.")
         return True

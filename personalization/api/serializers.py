@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 
 class UtmSerializer(serializers.Serializer):
-    source = serializers.CharField(required=False)
+    source = serializers.CharField(required=False)  # type: ignore[assignment]
     medium = serializers.CharField(required=False)
     campaign = serializers.CharField(required=False)
 
@@ -27,7 +27,7 @@ class EventSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
     decision_id = serializers.UUIDField(required=False, allow_null=True)
     properties = serializers.DictField(required=False)
-    context = EventContextSerializer(required=False)
+    context = EventContextSerializer(required=False)  # type: ignore[assignment]
 
 
 class EventBatchSerializer(serializers.Serializer):
@@ -46,7 +46,7 @@ class EventBatchResultSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField()
     quarantined = serializers.IntegerField()
     dropped_no_consent = serializers.IntegerField()
-    errors = EventErrorSerializer(many=True)
+    errors = EventErrorSerializer(many=True)  # type: ignore[assignment]
 
 
 class PurposeSerializer(serializers.Serializer):

@@ -1,4 +1,12 @@
-from .events import Event, EventPurpose, EventType, Fate, IngestStat, QuarantinedEvent, QuarantineStatus
+from .events import (
+    Event,
+    EventPurpose,
+    EventType,
+    Fate,
+    IngestStat,
+    QuarantinedEvent,
+    QuarantineStatus,
+)
 from .properties import (
     ApiKey,
     ApiKeyKind,

@@ -25,9 +25,7 @@ class EventType(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["property", "name"], name="event_type_name")
-        ]
+        constraints = [models.UniqueConstraint(fields=["property", "name"], name="event_type_name")]
         ordering = ["property_id", "name"]
 
     def __str__(self) -> str:
@@ -86,7 +84,9 @@ class QuarantinedEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["property", "event_id"], name="quarantine_unique_id")
         ]
-        indexes = [models.Index(fields=["property", "status", "event_type"], name="quarantine_list")]
+        indexes = [
+            models.Index(fields=["property", "status", "event_type"], name="quarantine_list")
+        ]
         ordering = ["-received_at"]
 
     def __str__(self) -> str:
@@ -122,3 +122,6 @@ class IngestStat(models.Model):
                 fields=["property", "event_type", "hour", "fate"], name="ingest_stat_key"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.fate} @ {self.hour:%Y-%m-%d %H:00}: {self.count}"

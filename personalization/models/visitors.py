@@ -33,7 +33,9 @@ class Session(models.Model):
     state = models.JSONField(default=dict)
 
     class Meta:
-        indexes = [models.Index(fields=["visitor", "session_id", "-started_at"], name="session_key")]
+        indexes = [
+            models.Index(fields=["visitor", "session_id", "-started_at"], name="session_key")
+        ]
         ordering = ["-started_at"]
 
     def __str__(self) -> str:

@@ -317,7 +317,7 @@ def _quarantine(
     result: IngestResult,
     fates: Counter[tuple[str, str]],
 ) -> None:
-    rows = []
+    rows: list[dict[str, Any]] = []
     in_batch: set[uuid.UUID] = set()
     for r in rejected:
         raw = r.raw if isinstance(r.raw, dict) else {"value": r.raw}
@@ -394,8 +394,13 @@ def _visitors_locked(prop: Property, visitor_ids: set[str], now: datetime) -> di
     if missing:
         Visitor.objects.bulk_create(
             [
-                Visitor(property=prop, visitor_id=vid, first_seen=now, last_seen=now,
-                        state=signals.visitor_new())
+                Visitor(
+                    property=prop,
+                    visitor_id=vid,
+                    first_seen=now,
+                    last_seen=now,
+                    state=signals.visitor_new(),
+                )
                 for vid in sorted(missing)
             ],
             ignore_conflicts=True,

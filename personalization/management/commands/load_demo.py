@@ -35,20 +35,30 @@ class Command(BaseCommand):
             )
             Property.objects.filter(pk=prop.pk).update(slug=DEMO_SLUG)
             prop.refresh_from_db()
-        for username, role in (("marketing", MARKETING), ("analyst", ANALYSTS),
-                               ("privacy", PRIVACY_OFFICERS)):
+        for username, role in (
+            ("marketing", MARKETING),
+            ("analyst", ANALYSTS),
+            ("privacy", PRIVACY_OFFICERS),
+        ):
             user, _ = User.objects.get_or_create(username=username, defaults={"is_staff": True})
             user.set_password(password)
             user.save()
             role_grant(user, prop, role)
         if keys:
-            call_command("simulate_traffic", property=DEMO_SLUG, visitors=options["visitors"],
-                         days=options["days"], stdout=self.stdout)
+            call_command(
+                "simulate_traffic",
+                property=DEMO_SLUG,
+                visitors=options["visitors"],
+                days=options["days"],
+                stdout=self.stdout,
+            )
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         self.stdout.write(f"  Admin login: admin / {password}  (http://127.0.0.1:8000/admin/)")
-        self.stdout.write(f"  Staff logins (same password): marketing, analyst, privacy")
+        self.stdout.write("  Staff logins (same password): marketing, analyst, privacy")
         if keys:
             self.stdout.write(f"  Demo property keys: {keys['publishable']}  {keys['secret']}")
         else:
-            self.stdout.write("  Demo property existed; its keys were shown when it was created "
-                              "(issue new ones under API keys).")
+            self.stdout.write(
+                "  Demo property existed; its keys were shown when it was created "
+                "(issue new ones under API keys)."
+            )

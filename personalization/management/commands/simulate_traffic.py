@@ -15,8 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--visitors", type=int, default=1000)
         parser.add_argument("--days", type=int, default=60)
         parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--refuse-share", type=float, default=0.1,
-                            help="Share of visitors who refuse consent.")
+        parser.add_argument(
+            "--refuse-share", type=float, default=0.1, help="Share of visitors who refuse consent."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         ref = options["property"]
