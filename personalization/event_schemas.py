@@ -15,6 +15,9 @@ import jsonschema
 
 UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 _ID = {"type": "string", "minLength": 1, "maxLength": 128}
+# Bounds keep every number a float can hold and a signal can sum without overflow.
+_MS = {"type": "integer", "minimum": 0, "maximum": 86_400_000}
+_MONEY = {"type": "number", "minimum": 0, "maximum": 1_000_000_000}
 _SHORT = {"type": "string", "maxLength": 256}
 _URL = {"type": "string", "maxLength": 2048}
 
@@ -38,6 +41,9 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
                 "referrer": _URL,
                 "user_agent": {"type": "string", "maxLength": 1024},
                 "title": _SHORT,
+                "locale": {"type": "string", "maxLength": 35},
+                "timezone": {"type": "string", "maxLength": 64},
+                "screen": {"type": "string", "maxLength": 32},
                 "utm": {
                     "type": "object",
                     "additionalProperties": False,
@@ -70,7 +76,7 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     "click": ("analytics", _strict(["element_id"], {**_element, "href": _URL, "text": _SHORT})),
     "hover": (
         "granular_tracking",
-        _strict(["element_id"], {**_element, "dwell_ms": {"type": "integer", "minimum": 0}}),
+        _strict(["element_id"], {**_element, "dwell_ms": _MS}),
     ),
     "scroll": (
         "granular_tracking",
@@ -78,7 +84,7 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
             ["depth_pct"],
             {
                 "depth_pct": {"type": "number", "minimum": 0, "maximum": 100},
-                "speed_px_s": {"type": "number", "minimum": 0},
+                "speed_px_s": {"type": "number", "minimum": 0, "maximum": 1_000_000},
             },
         ),
     ),
@@ -86,7 +92,7 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
         "analytics",
         _strict(
             ["section", "visible_ms"],
-            {"section": _SHORT, "visible_ms": {"type": "integer", "minimum": 0}},
+            {"section": _SHORT, "visible_ms": _MS},
         ),
     ),
     "form_interaction": (
@@ -108,8 +114,8 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
             ["item_id"],
             {
                 **_item,
-                "quantity": {"type": "integer", "minimum": 1},
-                "price": {"type": "number", "minimum": 0},
+                "quantity": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                "price": _MONEY,
             },
         ),
     ),
@@ -119,7 +125,7 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
             ["revenue"],
             {
                 "order_id": _SHORT,
-                "revenue": {"type": "number", "minimum": 0},
+                "revenue": _MONEY,
                 "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
                 "item_ids": {"type": "array", "items": _SHORT, "maxItems": 200},
             },
@@ -127,7 +133,14 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "conversion": (
         "analytics",
-        _strict([], {"goal": _SHORT, "value": {"type": "number"}, **_element}),
+        _strict(
+            [],
+            {
+                "goal": _SHORT,
+                "value": {"type": "number", "minimum": -1e12, "maximum": 1e12},
+                **_element,
+            },
+        ),
     ),
     "survey_shown": ("analytics", _strict(["survey_key"], {"survey_key": _SHORT})),
 }

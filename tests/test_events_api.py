@@ -324,3 +324,29 @@ def test_events__concurrent_retries__each_event_stored_once(postgres_only, make_
     from personalization.models import Visitor
 
     assert Visitor.objects.get().state["page_views"] == 50
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"events": [{"event_id": "x\\u0000"}]}',
+        '{"events": [{"type": "\\ud800"}]}',
+        '{"events": [{"\\u0000": 1}]}',
+        '{"events": [{"properties": {"value": 1e400}}]}',
+        '{"events": [{"properties": {"value": -1e999}}]}',
+    ],
+)
+def test_events__unstorable_values__400_and_nothing_stored(shop, consent, body):
+    consent(shop.prop, "v-1")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {shop.pk}")
+    response = client.post(URL, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_json"
+    assert not QuarantinedEvent.objects.exists() and not Event.objects.exists()
+
+
+def test_events__huge_revenue__quarantined_not_crashing(shop, consent):
+    consent(shop.prop, "v-1")
+    event = make_event("purchase", properties={"revenue": 10**400})
+    body = post(shop.client(), [event]).json()
+    assert body["quarantined"] == 1 and body["errors"][0]["path"] == "properties.revenue"

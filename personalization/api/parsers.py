@@ -1,28 +1,41 @@
 import json
+import math
+import re
 from typing import Any
 
 from rest_framework import exceptions
 from rest_framework.parsers import JSONParser
 
 MAX_DEPTH = 32
+# NUL and lone surrogates are valid JSON escapes that PostgreSQL cannot store.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Iterative, so a hostile body cannot exhaust the stack here either."""
+def _problem(value: Any, limit: int) -> str | None:
+    """What makes a parsed body unstorable, if anything. Iterative: no stack to exhaust."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
+            return f"JSON nested deeper than {limit} levels."
+        if isinstance(node, str):
+            if _UNSTORABLE.search(node):
+                return "Strings may not contain NUL characters or unpaired surrogates."
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                return "Numbers must be finite."
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if _UNSTORABLE.search(key):
+                    return "Keys may not contain NUL characters or unpaired surrogates."
+                stack.append((child, depth + 1))
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node)
-    return False
+    return None
 
 
 class StrictJSONParser(JSONParser):
-    """DRF's JSON parser, refusing NaN, invalid UTF-8 and bodies nested deeper than 32 levels."""
+    """DRF's JSON parser, also refusing what the database cannot store and deep nesting."""
 
     def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
         try:
@@ -31,6 +44,7 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError(f"JSON nested deeper than {MAX_DEPTH} levels.") from exc
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
-        if _too_deep(data, MAX_DEPTH):
-            raise exceptions.ParseError(f"JSON nested deeper than {MAX_DEPTH} levels.")
+        problem = _problem(data, MAX_DEPTH)
+        if problem:
+            raise exceptions.ParseError(problem)
         return data

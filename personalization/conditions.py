@@ -1,0 +1,934 @@
+"""Targeting conditions in GrowthBook's MongoDB-style condition language.
+
+The behaviour follows GrowthBook's reference SDK (``packages/sdk-js/src/mongrule.ts``), which is
+the implementation the conformance cases in ``tests/conformance/growthbook-cases.json`` are
+generated from. Where the official SDKs disagree with each other (mostly on how mixed types
+compare), the JavaScript one wins, so a rule evaluates the same here as in a browser running
+GrowthBook. Its coercions are therefore reproduced on purpose:
+
+* implicit equality is loose: ``{"age": 30}`` matches ``"30"``; ``{"plan": "3"}`` matches ``3``;
+  ``{"flag": true}`` matches any truthy value; arrays and plain objects compare structurally;
+* ``$eq``/``$ne``/``$in``/``$nin``/``$inGroup`` compare strictly (``1`` never equals ``"1"``),
+  and an array or object operand never equals anything;
+* ``$lt``/``$gt``/... compare two strings as text and anything else as numbers, with a missing
+  attribute counting as ``0``;
+* ``$regex`` tests the attribute's string form, so a missing attribute is tested as ``"null"``;
+* ``$elemMatch`` skips falsy elements (``0``, ``""``, ``false``, ``null``).
+
+Two deliberate departures: structurally malformed logic (``$and`` given a non-list, ``$not``
+given a non-object, ...) fails closed instead of passing as it can in JavaScript, and plain
+objects compare without regard to key order. Regular expressions run on the ``regex`` module
+(Python syntax, which differs from JavaScript's only at the edges) with a time limit; running out
+of time counts as "does not match".
+
+Evaluate a rule many times through :func:`compile_condition`; :func:`eval_condition` compiles on
+every call. :func:`validate_condition` explains what is wrong with a condition before it is saved.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import logging
+import math
+import operator
+import re
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any, Final, TypeAlias
+
+import regex
+
+__all__ = [
+    "REGEX_TIMEOUT_SECONDS",
+    "CompiledCondition",
+    "PreparedGroup",
+    "compile_condition",
+    "eval_condition",
+    "prepare_saved_groups",
+    "validate_condition",
+]
+
+logger = logging.getLogger(__name__)
+
+# A request evaluates several rules; a staff-written pattern may cost at most this much of it.
+REGEX_TIMEOUT_SECONDS: Final[float] = 0.05
+
+SavedGroups: TypeAlias = Mapping[str, Any]
+_ValueMatcher: TypeAlias = Callable[[Any, SavedGroups], bool]
+_ConditionMatcher: TypeAlias = Callable[[Any, SavedGroups], bool]
+
+_LOGICAL_OPERATORS: Final = frozenset({"$and", "$or", "$nor", "$not"})
+_VALUE_OPERATORS: Final = frozenset(
+    {
+        "$eq",
+        "$ne",
+        "$lt",
+        "$lte",
+        "$gt",
+        "$gte",
+        "$veq",
+        "$vne",
+        "$vgt",
+        "$vgte",
+        "$vlt",
+        "$vlte",
+        "$exists",
+        "$type",
+        "$in",
+        "$nin",
+        "$ini",
+        "$nini",
+        "$all",
+        "$alli",
+        "$inGroup",
+        "$notInGroup",
+        "$elemMatch",
+        "$size",
+        "$regex",
+        "$regexi",
+        "$not",
+    }
+)
+_TYPE_NAMES: Final = ("array", "boolean", "null", "number", "object", "string")
+_EMPTY_GROUPS: Final[Mapping[str, Any]] = {}
+
+
+# --- JavaScript value semantics -------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass in Python but a separate type in JSON and JavaScript.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_array(value: Any) -> bool:
+    # Tuples are accepted because attributes are often assembled in Python, not parsed JSON.
+    return isinstance(value, list | tuple)
+
+
+def _js_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if _is_array(value):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return "unknown"
+
+
+def _js_truthy(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if _is_number(value):
+        return not (value == 0 or value != value)
+    if isinstance(value, str):
+        return value != ""
+    # Arrays and objects are truthy in JavaScript even when empty.
+    return True
+
+
+def _as_double(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _number_to_string(number: float) -> str:
+    """JavaScript's Number#toString, so `8.0` reads "8" and `1e-7` reads "1e-7" as in the SDK."""
+    if number != number:
+        return "NaN"
+    if number == 0:
+        return "0"
+    if math.isinf(number):
+        return "Infinity" if number > 0 else "-Infinity"
+    if number < 0:
+        return "-" + _number_to_string(-number)
+    # repr() yields the shortest round-tripping digits, the same digits JavaScript picks.
+    _, digit_tuple, exponent = Decimal(repr(number)).as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + exponent
+    digits = digits.rstrip("0")
+    count = len(digits)
+    if count <= point <= 21:
+        return digits + "0" * (point - count)
+    if 0 < point <= 21:
+        return digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return "0." + "0" * -point + digits
+    power = point - 1
+    mantissa = digits if count == 1 else digits[0] + "." + digits[1:]
+    return f"{mantissa}e{'+' if power >= 0 else '-'}{abs(power)}"
+
+
+def _js_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if _is_number(value):
+        if isinstance(value, int) and -(2**53) < value < 2**53:
+            return str(value)
+        return _number_to_string(_as_double(value))
+    if _is_array(value):
+        return ",".join("" if item is None else _js_string(item) for item in value)
+    if isinstance(value, Mapping):
+        return "[object Object]"
+    return str(value)
+
+
+# JavaScript's StrWhiteSpaceChar set, which differs from str.isspace() at the edges.
+_JS_WHITESPACE: Final = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_JS_DECIMAL: Final = re.compile(
+    r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+)
+_JS_NON_DECIMAL: Final = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
+_JS_RADIX: Final = {"x": 16, "o": 8, "b": 2}
+
+
+def _string_to_number(text: str) -> float:
+    # float() alone would also accept "nan", "inf" and "1_000", which JavaScript rejects.
+    text = text.strip(_JS_WHITESPACE)
+    if not text:
+        return 0.0
+    if _JS_DECIMAL.fullmatch(text):
+        return float(text)
+    if _JS_NON_DECIMAL.fullmatch(text):
+        return _as_double(int(text[2:], _JS_RADIX[text[1].lower()]))
+    return math.nan
+
+
+def _to_number(value: Any) -> float:
+    if _is_number(value):
+        return _as_double(value)
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        return _string_to_number(value)
+    if _is_array(value) or isinstance(value, Mapping):
+        return _string_to_number(_js_string(value))
+    return math.nan
+
+
+def _to_primitive(value: Any) -> Any:
+    if _is_array(value) or isinstance(value, Mapping):
+        return _js_string(value)
+    return value
+
+
+def _strict_equal(left: Any, right: Any) -> bool:
+    kind = _js_type(left)
+    if kind != _js_type(right) or kind in ("array", "object"):
+        # Operands come from separate JSON documents, so JavaScript's reference equality on
+        # arrays and objects can never hold.
+        return False
+    if kind == "number":
+        return _as_double(left) == _as_double(right)
+    return bool(left == right)
+
+
+def _json_equal(left: Any, right: Any) -> bool:
+    """Equality of the JSON serialisations, as the SDK compares arrays and plain objects."""
+    if _is_number(left) and not math.isfinite(left):
+        left = None  # JSON.stringify writes NaN and Infinity as null
+    if _is_number(right) and not math.isfinite(right):
+        right = None
+    kind = _js_type(left)
+    if kind != _js_type(right):
+        return False
+    if kind == "number":
+        return _as_double(left) == _as_double(right)
+    if kind == "array":
+        return len(left) == len(right) and all(map(_json_equal, left, right))
+    if kind == "object":
+        return left.keys() == right.keys() and all(_json_equal(left[k], right[k]) for k in left)
+    return bool(left == right)
+
+
+# Values that can never be equal to anything under JavaScript's SameValueZero.
+_NO_KEY: Final = object()
+_NAN_KEY: Final = object()
+
+
+def _member_key(value: Any, fold_case: bool = False) -> Hashable:
+    """A key equal for exactly the values `Array.prototype.includes` treats as the same."""
+    if isinstance(value, str):
+        return value.lower() if fold_case else value
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        # Tagged so that True and 1 (equal and same-hashed in Python) stay apart.
+        return ("boolean", value)
+    if _is_number(value):
+        return _NAN_KEY if value != value else value
+    return _NO_KEY
+
+
+def _member_keys(values: Iterable[Any], fold_case: bool = False) -> frozenset[Hashable]:
+    keys = {_member_key(value, fold_case) for value in values}
+    keys.discard(_NO_KEY)
+    return frozenset(keys)
+
+
+def _is_in(actual: Any, keys: Collection[Hashable], fold_case: bool = False) -> bool:
+    if _is_array(actual):
+        # An array attribute matches when any of its elements does.
+        return any(_member_key(item, fold_case) in keys for item in actual)
+    return _member_key(actual, fold_case) in keys
+
+
+# --- Saved groups ---------------------------------------------------------------------------
+
+
+class PreparedGroup(frozenset[Hashable]):
+    """Members of a saved group, indexed once so `$inGroup` is a set lookup per request."""
+
+
+def prepare_saved_groups(saved_groups: Mapping[str, Iterable[Any]]) -> dict[str, PreparedGroup]:
+    """Index saved groups (e.g. visitor-id lists) for repeated evaluation.
+
+    Plain lists work as well, but are re-scanned on every evaluation.
+    """
+    return {name: PreparedGroup(_member_keys(members)) for name, members in saved_groups.items()}
+
+
+def _group_keys(saved_groups: SavedGroups, name: Any) -> Collection[Hashable]:
+    group = saved_groups.get(name) if isinstance(name, str) else None
+    if isinstance(group, PreparedGroup):
+        return group
+    if _is_array(group):
+        return _member_keys(group)
+    return ()
+
+
+# --- Versions and regular expressions -------------------------------------------------------
+
+_VERSION_STRIP: Final = re.compile(r"^v|\+.*\Z")
+_VERSION_SPLIT: Final = re.compile(r"[-.]")
+_ASCII_DIGITS: Final = re.compile(r"[0-9]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pad_version(version: str) -> str:
+    parts = _VERSION_SPLIT.split(_VERSION_STRIP.sub("", version))
+    if len(parts) == 3:
+        # "~" sorts after every other ASCII character: a release outranks its pre-releases.
+        parts.append("~")
+    # Numeric parts are right-aligned so that plain string comparison orders " 9" before "10".
+    return "-".join(part.rjust(5) if _ASCII_DIGITS.fullmatch(part) else part for part in parts)
+
+
+def _padded_version(value: Any) -> str:
+    if _is_number(value):
+        value = _js_string(value)
+    if not isinstance(value, str) or not value:
+        value = "0"
+    return _pad_version(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_regex(pattern: str, ignore_case: bool) -> Any:
+    return regex.compile(pattern, regex.IGNORECASE if ignore_case else 0)
+
+
+def _regex_error(pattern: str, ignore_case: bool) -> str | None:
+    try:
+        _compile_regex(pattern, ignore_case)
+    except Exception as exc:  # regex raises its own error, but also ValueError/OverflowError
+        return str(exc) or type(exc).__name__
+    return None
+
+
+# --- Compilation ----------------------------------------------------------------------------
+
+
+def _always(value: Any, saved_groups: SavedGroups) -> bool:
+    return True
+
+
+def _never(value: Any, saved_groups: SavedGroups) -> bool:
+    return False
+
+
+def _is_operator_object(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and len(value) > 0
+        and all(isinstance(key, str) and key.startswith("$") for key in value)
+    )
+
+
+def _all_of(matchers: list[_ValueMatcher]) -> _ValueMatcher:
+    if not matchers:
+        return _always
+    if len(matchers) == 1:
+        return matchers[0]
+    members = tuple(matchers)
+
+    def all_match(value: Any, saved_groups: SavedGroups) -> bool:
+        for matcher in members:
+            if not matcher(value, saved_groups):
+                return False
+        return True
+
+    return all_match
+
+
+def _any_of(matchers: list[_ValueMatcher]) -> _ValueMatcher:
+    members = tuple(matchers)
+
+    def any_match(value: Any, saved_groups: SavedGroups) -> bool:
+        for matcher in members:
+            if matcher(value, saved_groups):
+                return True
+        return False
+
+    return any_match
+
+
+def _negate(matcher: _ValueMatcher) -> _ValueMatcher:
+    def negated(value: Any, saved_groups: SavedGroups) -> bool:
+        return not matcher(value, saved_groups)
+
+    return negated
+
+
+_PathPart: TypeAlias = tuple[str, int | None]
+
+
+def _split_path(path: str) -> tuple[_PathPart, ...]:
+    parts: list[_PathPart] = []
+    for name in path.split("."):
+        # Like the SDK, a canonical array index ("0", "12", not "01") reaches into a list.
+        is_index = name.isascii() and name.isdigit() and (name == "0" or name[0] != "0")
+        parts.append((name, int(name) if is_index else None))
+    return tuple(parts)
+
+
+def _get_path(attributes: Any, path: tuple[_PathPart, ...]) -> Any:
+    current = attributes
+    for name, index in path:
+        if isinstance(current, Mapping):
+            if name not in current:
+                return None
+            current = current[name]
+        elif index is not None and _is_array(current) and index < len(current):
+            current = current[index]
+        else:
+            return None
+    return current
+
+
+class _Compiler:
+    def __init__(self, regex_timeout: float) -> None:
+        self.regex_timeout = regex_timeout
+
+    def condition(self, condition: Any) -> _ConditionMatcher:
+        if not isinstance(condition, Mapping):
+            return _never
+        clauses: list[_ConditionMatcher] = []
+        for key, argument in condition.items():
+            if key in ("$or", "$nor", "$and"):
+                if not _is_array(argument):
+                    return _never
+                branches = [self.condition(branch) for branch in argument]
+                if key == "$and":
+                    clauses.append(_all_of(branches))
+                elif not branches:
+                    # An empty $or passes, so an empty $nor fails.
+                    clauses.append(_always if key == "$or" else _never)
+                else:
+                    either = _any_of(branches)
+                    clauses.append(either if key == "$or" else _negate(either))
+            elif key == "$not":
+                if not isinstance(argument, Mapping):
+                    return _never
+                clauses.append(_negate(self.condition(argument)))
+            elif not isinstance(key, str):
+                return _never
+            else:
+                clauses.append(self._attribute(key, argument))
+        return _all_of(clauses)
+
+    def _attribute(self, key: str, argument: Any) -> _ConditionMatcher:
+        path = _split_path(key)
+        matcher = self.value(argument)
+        if len(path) == 1:
+            name = key
+
+            def top_level(attributes: Any, saved_groups: SavedGroups) -> bool:
+                if isinstance(attributes, Mapping):
+                    return matcher(attributes.get(name), saved_groups)
+                return matcher(_get_path(attributes, path), saved_groups)
+
+            return top_level
+
+        def nested(attributes: Any, saved_groups: SavedGroups) -> bool:
+            return matcher(_get_path(attributes, path), saved_groups)
+
+        return nested
+
+    def value(self, expected: Any, fold_case: bool = False) -> _ValueMatcher:
+        if isinstance(expected, str):
+            if fold_case:
+                folded = expected.lower()
+
+                def equals_folded(value: Any, saved_groups: SavedGroups) -> bool:
+                    return _js_string(value).lower() == folded
+
+                return equals_folded
+
+            def equals_string(value: Any, saved_groups: SavedGroups) -> bool:
+                return _js_string(value) == expected
+
+            return equals_string
+        if isinstance(expected, bool):
+
+            def equals_boolean(value: Any, saved_groups: SavedGroups) -> bool:
+                return value is not None and _js_truthy(value) is expected
+
+            return equals_boolean
+        if _is_number(expected):
+            target = _as_double(expected)
+
+            def equals_number(value: Any, saved_groups: SavedGroups) -> bool:
+                return _to_number(value) == target
+
+            return equals_number
+        if expected is None:
+
+            def is_null(value: Any, saved_groups: SavedGroups) -> bool:
+                return value is None
+
+            return is_null
+        if _is_operator_object(expected):
+            return _all_of([self.operator(op, arg) for op, arg in expected.items()])
+
+        def equals_structure(value: Any, saved_groups: SavedGroups) -> bool:
+            return _json_equal(value, expected)
+
+        return equals_structure
+
+    def operator(self, op: str, expected: Any) -> _ValueMatcher:
+        build = _OPERATORS.get(op)
+        if build is None:
+            return _never
+        return build(self, expected)
+
+    # One builder per operator; each returns a matcher for the attribute value.
+
+    def _eq(self, expected: Any) -> _ValueMatcher:
+        if _js_type(expected) in ("array", "object"):
+            return _never
+
+        def strictly_equal(value: Any, saved_groups: SavedGroups) -> bool:
+            return _strict_equal(value, expected)
+
+        return strictly_equal
+
+    def _ne(self, expected: Any) -> _ValueMatcher:
+        return _negate(self._eq(expected))
+
+    def _relational(self, test: Callable[[Any, Any], bool], expected: Any) -> _ValueMatcher:
+        primitive = _to_primitive(expected)
+        expected_text = primitive if isinstance(primitive, str) else None
+        expected_number = _to_number(primitive)
+
+        def compare(value: Any, saved_groups: SavedGroups) -> bool:
+            actual = _to_primitive(value)
+            if expected_text is not None and isinstance(actual, str):
+                return test(actual, expected_text)
+            # NaN on either side makes every float comparison False, as in JavaScript.
+            return test(_to_number(actual), expected_number)
+
+        return compare
+
+    def _version(self, test: Callable[[Any, Any], bool], expected: Any) -> _ValueMatcher:
+        padded_expected = _padded_version(expected)
+
+        def compare_versions(value: Any, saved_groups: SavedGroups) -> bool:
+            return test(_padded_version(value), padded_expected)
+
+        return compare_versions
+
+    def _exists(self, expected: Any) -> _ValueMatcher:
+        if _js_truthy(expected):
+
+            def present(value: Any, saved_groups: SavedGroups) -> bool:
+                return value is not None
+
+            return present
+
+        def absent(value: Any, saved_groups: SavedGroups) -> bool:
+            return value is None
+
+        return absent
+
+    def _type(self, expected: Any) -> _ValueMatcher:
+        def has_type(value: Any, saved_groups: SavedGroups) -> bool:
+            return _js_type(value) == expected
+
+        return has_type
+
+    def _in(self, expected: Any, fold_case: bool = False) -> _ValueMatcher:
+        if not _is_array(expected):
+            return _never
+        keys = _member_keys(expected, fold_case)
+
+        def is_in(value: Any, saved_groups: SavedGroups) -> bool:
+            return _is_in(value, keys, fold_case)
+
+        return is_in
+
+    def _nin(self, expected: Any, fold_case: bool = False) -> _ValueMatcher:
+        if not _is_array(expected):
+            return _never
+        return _negate(self._in(expected, fold_case))
+
+    def _in_group(self, expected: Any) -> _ValueMatcher:
+        def in_group(value: Any, saved_groups: SavedGroups) -> bool:
+            return _is_in(value, _group_keys(saved_groups, expected))
+
+        return in_group
+
+    def _all(self, expected: Any, fold_case: bool = False) -> _ValueMatcher:
+        if not _is_array(expected):
+            return _never
+        wanted = tuple(self.value(item, fold_case) for item in expected)
+
+        def contains_all(value: Any, saved_groups: SavedGroups) -> bool:
+            if not _is_array(value):
+                return False
+            return all(any(m(item, saved_groups) for item in value) for m in wanted)
+
+        return contains_all
+
+    def _elem_match(self, expected: Any) -> _ValueMatcher:
+        if not isinstance(expected, Mapping):
+            return _never
+        check = self.value(expected) if _is_operator_object(expected) else self.condition(expected)
+
+        def some_element(value: Any, saved_groups: SavedGroups) -> bool:
+            if not _is_array(value):
+                return False
+            return any(_js_truthy(item) and check(item, saved_groups) for item in value)
+
+        return some_element
+
+    def _size(self, expected: Any) -> _ValueMatcher:
+        check = self.value(expected)
+
+        def size(value: Any, saved_groups: SavedGroups) -> bool:
+            return _is_array(value) and check(len(value), saved_groups)
+
+        return size
+
+    def _regex(self, expected: Any, ignore_case: bool = False) -> _ValueMatcher:
+        if not isinstance(expected, str) or _regex_error(expected, ignore_case) is not None:
+            return _never
+        pattern = _compile_regex(expected, ignore_case)
+        timeout = self.regex_timeout
+
+        def search(value: Any, saved_groups: SavedGroups) -> bool:
+            try:
+                return pattern.search(_js_string(value), timeout=timeout) is not None
+            except TimeoutError:
+                logger.warning("Condition regex %r timed out after %ss", expected, timeout)
+                return False
+
+        return search
+
+
+_OPERATORS: Final[dict[str, Callable[[_Compiler, Any], _ValueMatcher]]] = {
+    "$eq": _Compiler._eq,
+    "$ne": _Compiler._ne,
+    "$lt": lambda c, e: c._relational(operator.lt, e),
+    "$lte": lambda c, e: c._relational(operator.le, e),
+    "$gt": lambda c, e: c._relational(operator.gt, e),
+    "$gte": lambda c, e: c._relational(operator.ge, e),
+    "$veq": lambda c, e: c._version(operator.eq, e),
+    "$vne": lambda c, e: c._version(operator.ne, e),
+    "$vlt": lambda c, e: c._version(operator.lt, e),
+    "$vlte": lambda c, e: c._version(operator.le, e),
+    "$vgt": lambda c, e: c._version(operator.gt, e),
+    "$vgte": lambda c, e: c._version(operator.ge, e),
+    "$exists": _Compiler._exists,
+    "$type": _Compiler._type,
+    "$in": _Compiler._in,
+    "$nin": _Compiler._nin,
+    "$ini": lambda c, e: c._in(e, fold_case=True),
+    "$nini": lambda c, e: c._nin(e, fold_case=True),
+    "$all": _Compiler._all,
+    "$alli": lambda c, e: c._all(e, fold_case=True),
+    "$inGroup": _Compiler._in_group,
+    "$notInGroup": lambda c, e: _negate(c._in_group(e)),
+    "$elemMatch": _Compiler._elem_match,
+    "$size": _Compiler._size,
+    "$regex": _Compiler._regex,
+    "$regexi": lambda c, e: c._regex(e, ignore_case=True),
+    "$not": lambda c, e: _negate(c.value(e)),
+}
+assert _OPERATORS.keys() == _VALUE_OPERATORS
+
+
+class CompiledCondition:
+    """A condition pre-processed once (paths split, regexes and `$in` sets built).
+
+    Immutable and thread-safe: compile a rule when it is loaded and call it per request.
+    """
+
+    __slots__ = ("_matcher", "condition")
+
+    def __init__(self, condition: Any, matcher: _ConditionMatcher) -> None:
+        self.condition = condition
+        self._matcher = matcher
+
+    def __call__(
+        self, attributes: Mapping[str, Any], saved_groups: SavedGroups | None = None
+    ) -> bool:
+        return self._matcher(attributes, _EMPTY_GROUPS if saved_groups is None else saved_groups)
+
+    evaluate = __call__
+
+    def __repr__(self) -> str:
+        return f"CompiledCondition({self.condition!r})"
+
+
+def compile_condition(
+    condition: Mapping[str, Any], *, regex_timeout: float = REGEX_TIMEOUT_SECONDS
+) -> CompiledCondition:
+    """Compile `condition` for repeated evaluation. Never raises: bad clauses never match."""
+    return CompiledCondition(condition, _Compiler(regex_timeout).condition(condition))
+
+
+def eval_condition(
+    condition: Mapping[str, Any],
+    attributes: Mapping[str, Any],
+    saved_groups: SavedGroups | None = None,
+) -> bool:
+    """Whether `attributes` satisfy `condition`; `saved_groups` maps group ids to members."""
+    return compile_condition(condition)(attributes, saved_groups)
+
+
+# --- Validation -----------------------------------------------------------------------------
+
+_Location: TypeAlias = tuple[str | int, ...]
+
+
+def _render(location: _Location) -> str:
+    return "condition" + "".join(
+        f"[{part}]" if isinstance(part, int) else f"[{json.dumps(part)}]" for part in location
+    )
+
+
+def _describe(value: Any) -> str:
+    kind = _js_type(value)
+    if kind in ("array", "object", "null", "unknown"):
+        return "null" if kind == "null" else f"an {kind}" if kind != "unknown" else "a Python value"
+    return f"{kind} {json.dumps(value)}"
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+class _Validator:
+    def __init__(self, known_groups: Collection[str] | None) -> None:
+        self.known_groups = known_groups
+        self.problems: list[str] = []
+
+    def report(self, location: _Location, message: str) -> None:
+        self.problems.append(f"{_render(location)}: {message}")
+
+    def condition(self, condition: Any, location: _Location) -> None:
+        if not isinstance(condition, Mapping):
+            self.report(
+                location,
+                f"a condition must be an object of attribute paths and $and/$or/$nor/$not, "
+                f"got {_describe(condition)}",
+            )
+            return
+        for key, argument in condition.items():
+            here = (*location, key)
+            if not isinstance(key, str):
+                self.report(location, f"keys must be strings, got {_describe(key)}")
+            elif key in ("$and", "$or", "$nor"):
+                if not _is_array(argument):
+                    self.report(
+                        here, f"{key} expects a list of conditions, got {_describe(argument)}"
+                    )
+                    continue
+                for index, branch in enumerate(argument):
+                    self.condition(branch, (*here, index))
+            elif key == "$not":
+                self.condition(argument, here)
+            else:
+                if key in _VALUE_OPERATORS:
+                    self.report(
+                        here,
+                        f'"{key}" is an operator on an attribute; at this level it is read as an '
+                        f"attribute named {json.dumps(key)}. Put it under an attribute, e.g. "
+                        f'{{"country": {{"{key}": ...}}}}',
+                    )
+                elif key == "" or "" in key.split("."):
+                    self.report(here, "the attribute path has an empty segment")
+                self.value(argument, here)
+
+    def value(self, expected: Any, location: _Location) -> None:
+        if not isinstance(expected, Mapping) or not expected:
+            return  # a literal: compared for equality
+        operators = [k for k in expected if isinstance(k, str) and k.startswith("$")]
+        if not operators:
+            return
+        if len(operators) != len(expected):
+            plain = [k for k in expected if k not in operators]
+            self.report(
+                location,
+                f"mixes operators ({', '.join(map(str, operators))}) with plain keys "
+                f"({', '.join(map(str, plain))}); the whole object is then compared literally "
+                f"and the operators are ignored",
+            )
+            return
+        for op, argument in expected.items():
+            self.operator(op, argument, (*location, op))
+
+    def operator(self, op: str, argument: Any, location: _Location) -> None:
+        if op in ("$and", "$or", "$nor"):
+            self.report(
+                location,
+                f"{op} combines whole conditions and is not allowed among an attribute's "
+                f'operators; write {{"{op}": [{{"attr": ...}}, ...]}} at condition level',
+            )
+            return
+        if op not in _VALUE_OPERATORS:
+            suggestion = _suggest(op, _VALUE_OPERATORS)
+            self.report(location, f'unknown operator "{op}"{suggestion}; it never matches')
+            return
+        check = getattr(self, "_check_" + op[1:].lower(), None)
+        if check is not None:
+            check(op, argument, location)
+
+    def _expect(self, ok: bool, location: _Location, op: str, wanted: str, argument: Any) -> bool:
+        if not ok:
+            self.report(location, f"{op} expects {wanted}, got {_describe(argument)}")
+        return ok
+
+    def _check_eq(self, op: str, argument: Any, location: _Location) -> None:
+        if _js_type(argument) in ("array", "object"):
+            outcome = "never matches" if op == "$eq" else "always matches"
+            self.report(
+                location,
+                f"{op} compares strictly and {outcome} an array or object; to compare "
+                f"structure, give the value directly instead of {op}",
+            )
+
+    _check_ne = _check_eq
+
+    def _check_lt(self, op: str, argument: Any, location: _Location) -> None:
+        kind = _js_type(argument)
+        self._expect(kind in ("number", "string"), location, op, "a number or a string", argument)
+
+    _check_lte = _check_gt = _check_gte = _check_lt
+
+    def _check_veq(self, op: str, argument: Any, location: _Location) -> None:
+        ok = (isinstance(argument, str) and argument != "") or _is_number(argument)
+        self._expect(ok, location, op, 'a version string such as "1.2.3"', argument)
+
+    _check_vne = _check_vgt = _check_vgte = _check_vlt = _check_vlte = _check_veq
+
+    def _check_exists(self, op: str, argument: Any, location: _Location) -> None:
+        self._expect(isinstance(argument, bool), location, op, "true or false", argument)
+
+    def _check_type(self, op: str, argument: Any, location: _Location) -> None:
+        names = ", ".join(f'"{name}"' for name in _TYPE_NAMES)
+        if argument not in _TYPE_NAMES or not isinstance(argument, str):
+            suggestion = _suggest(argument, _TYPE_NAMES) if isinstance(argument, str) else ""
+            self.report(
+                location, f"{op} expects one of {names}, got {_describe(argument)}{suggestion}"
+            )
+
+    def _check_in(self, op: str, argument: Any, location: _Location) -> None:
+        if not self._expect(_is_array(argument), location, op, "a list of values", argument):
+            return
+        for index, item in enumerate(argument):
+            if _member_key(item) is _NO_KEY:
+                self.report(
+                    (*location, index),
+                    f"{op} compares strictly, so {_describe(item)} in its list never matches",
+                )
+
+    _check_nin = _check_ini = _check_nini = _check_in
+
+    def _check_all(self, op: str, argument: Any, location: _Location) -> None:
+        if self._expect(_is_array(argument), location, op, "a list of values", argument):
+            for index, item in enumerate(argument):
+                self.value(item, (*location, index))
+
+    _check_alli = _check_all
+
+    def _check_ingroup(self, op: str, argument: Any, location: _Location) -> None:
+        if not self._expect(isinstance(argument, str), location, op, "a saved group id", argument):
+            return
+        if self.known_groups is not None and argument not in self.known_groups:
+            behaviour = "never matches" if op == "$inGroup" else "always matches"
+            suggestion = _suggest(argument, self.known_groups)
+            self.report(location, f'unknown saved group "{argument}"{suggestion}; {behaviour}')
+
+    _check_notingroup = _check_ingroup
+
+    def _check_elemmatch(self, op: str, argument: Any, location: _Location) -> None:
+        ok = isinstance(argument, Mapping) and bool(argument)
+        if not self._expect(ok, location, op, "a non-empty object", argument):
+            return
+        if _is_operator_object(argument):
+            self.value(argument, location)
+        else:
+            self.condition(argument, location)
+
+    def _check_size(self, op: str, argument: Any, location: _Location) -> None:
+        if _is_operator_object(argument):
+            self.value(argument, location)
+            return
+        ok = _is_number(argument) and argument >= 0 and float(argument).is_integer()
+        self._expect(ok, location, op, "a non-negative integer or an operator object", argument)
+
+    def _check_regex(self, op: str, argument: Any, location: _Location) -> None:
+        if not self._expect(isinstance(argument, str), location, op, "a pattern string", argument):
+            return
+        error = _regex_error(argument, op == "$regexi")
+        if error is not None:
+            self.report(location, f"invalid regular expression {json.dumps(argument)}: {error}")
+
+    _check_regexi = _check_regex
+
+    def _check_not(self, op: str, argument: Any, location: _Location) -> None:
+        self.value(argument, location)
+
+
+def validate_condition(condition: Any, *, known_groups: Collection[str] | None = None) -> list[str]:
+    """Problems with `condition`, each naming the clause it is about; empty when it is sound.
+
+    Pass `known_groups` (the saved group ids that exist) to also catch unknown group ids.
+    """
+    validator = _Validator(known_groups)
+    validator.condition(condition, ())
+    return validator.problems
