@@ -279,3 +279,9 @@ def test_data_quality__counts_per_type_and_fate__own_property_only(two_shops, st
 def test_data_quality__anonymous__redirected_to_login(db):
     response = Client().get("/dashboard/data-quality/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_admin_index__links_dashboards(two_shops, staff):
+    a, _ = two_shops
+    content = login(staff(MARKETING, a.prop)).get("/admin/").content.decode()
+    assert 'href="/dashboard/data-quality/"' in content
