@@ -314,7 +314,7 @@ def _group_keys(saved_groups: SavedGroups, name: Any) -> Collection[Hashable]:
     group = saved_groups.get(name) if isinstance(name, str) else None
     if isinstance(group, PreparedGroup):
         return group
-    if _is_array(group):
+    if isinstance(group, list | tuple):
         return _member_keys(group)
     return ()
 
@@ -352,7 +352,7 @@ def _compile_regex(pattern: str, ignore_case: bool) -> Any:
 def _regex_error(pattern: str, ignore_case: bool) -> str | None:
     try:
         _compile_regex(pattern, ignore_case)
-    except Exception as exc:  # regex raises its own error, but also ValueError/OverflowError
+    except Exception as exc:  # whatever the library rejects a pattern with, it must not escape
         return str(exc) or type(exc).__name__
     return None
 
@@ -384,10 +384,7 @@ def _all_of(matchers: list[_ValueMatcher]) -> _ValueMatcher:
     members = tuple(matchers)
 
     def all_match(value: Any, saved_groups: SavedGroups) -> bool:
-        for matcher in members:
-            if not matcher(value, saved_groups):
-                return False
-        return True
+        return all(matcher(value, saved_groups) for matcher in members)
 
     return all_match
 
@@ -396,10 +393,7 @@ def _any_of(matchers: list[_ValueMatcher]) -> _ValueMatcher:
     members = tuple(matchers)
 
     def any_match(value: Any, saved_groups: SavedGroups) -> bool:
-        for matcher in members:
-            if matcher(value, saved_groups):
-                return True
-        return False
+        return any(matcher(value, saved_groups) for matcher in members)
 
     return any_match
 
@@ -472,11 +466,10 @@ class _Compiler:
         path = _split_path(key)
         matcher = self.value(argument)
         if len(path) == 1:
-            name = key
-
+            # Most rules test top-level attributes; skip the general path walk for them.
             def top_level(attributes: Any, saved_groups: SavedGroups) -> bool:
                 if isinstance(attributes, Mapping):
-                    return matcher(attributes.get(name), saved_groups)
+                    return matcher(attributes.get(key), saved_groups)
                 return matcher(_get_path(attributes, path), saved_groups)
 
             return top_level
@@ -741,8 +734,12 @@ def _render(location: _Location) -> str:
 
 def _describe(value: Any) -> str:
     kind = _js_type(value)
-    if kind in ("array", "object", "null", "unknown"):
-        return "null" if kind == "null" else f"an {kind}" if kind != "unknown" else "a Python value"
+    if kind == "null":
+        return "null"
+    if kind in ("array", "object"):
+        return f"an {kind}"
+    if kind == "unknown":
+        return f"a Python {type(value).__name__}"
     return f"{kind} {json.dumps(value)}"
 
 
@@ -837,7 +834,7 @@ class _Validator:
             outcome = "never matches" if op == "$eq" else "always matches"
             self.report(
                 location,
-                f"{op} compares strictly and {outcome} an array or object; to compare "
+                f"{op} compares strictly, so with an array or object it {outcome}; to compare "
                 f"structure, give the value directly instead of {op}",
             )
 
@@ -859,12 +856,11 @@ class _Validator:
         self._expect(isinstance(argument, bool), location, op, "true or false", argument)
 
     def _check_type(self, op: str, argument: Any, location: _Location) -> None:
+        if isinstance(argument, str) and argument in _TYPE_NAMES:
+            return
         names = ", ".join(f'"{name}"' for name in _TYPE_NAMES)
-        if argument not in _TYPE_NAMES or not isinstance(argument, str):
-            suggestion = _suggest(argument, _TYPE_NAMES) if isinstance(argument, str) else ""
-            self.report(
-                location, f"{op} expects one of {names}, got {_describe(argument)}{suggestion}"
-            )
+        suggestion = _suggest(argument, _TYPE_NAMES) if isinstance(argument, str) else ""
+        self.report(location, f"{op} expects one of {names}, got {_describe(argument)}{suggestion}")
 
     def _check_in(self, op: str, argument: Any, location: _Location) -> None:
         if not self._expect(_is_array(argument), location, op, "a list of values", argument):
@@ -891,7 +887,9 @@ class _Validator:
         if self.known_groups is not None and argument not in self.known_groups:
             behaviour = "never matches" if op == "$inGroup" else "always matches"
             suggestion = _suggest(argument, self.known_groups)
-            self.report(location, f'unknown saved group "{argument}"{suggestion}; {behaviour}')
+            self.report(
+                location, f'unknown saved group "{argument}"{suggestion}, so {op} {behaviour}'
+            )
 
     _check_notingroup = _check_ingroup
 
