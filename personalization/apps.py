@@ -8,7 +8,39 @@ class PersonalizationConfig(AppConfig):
     def ready(self) -> None:
         from consent import registry
 
-        from .models import Event, QuarantinedEvent, Session, Visitor
+        from django.db.models.signals import post_delete, post_save
+
+        from .models import (
+            Adjustment,
+            Decision,
+            Event,
+            QuarantinedEvent,
+            Rule,
+            RuleCounter,
+            Segment,
+            SegmentMember,
+            Session,
+            SessionBudget,
+            Slot,
+            Variant,
+            Visitor,
+        )
+        from .ruleset import config_bump
+
+        def bump(sender: type, instance: object, **kwargs: object) -> None:
+            property_id = getattr(instance, "property_id", None)
+            if property_id is None and isinstance(instance, Variant):
+                property_id = (
+                    Slot.objects.filter(pk=instance.slot_id)
+                    .values_list("property_id", flat=True)
+                    .first()
+                )
+            if property_id is not None:
+                config_bump(property_id)
+
+        for model in (Slot, Variant, Segment, SegmentMember, Rule):
+            post_save.connect(bump, sender=model, dispatch_uid=f"bump-{model.__name__}")
+            post_delete.connect(bump, sender=model, dispatch_uid=f"bump-del-{model.__name__}")
 
         for store in (
             registry.VisitorStore(
@@ -38,6 +70,40 @@ class PersonalizationConfig(AppConfig):
                 visitor_field="visitor__visitor_id",
                 time_field="last_event_at",
                 description="Sessions and their live signals.",
+            ),
+            registry.VisitorStore(
+                label="personalization.decisions",
+                model=Decision,
+                visitor_field="visitor_id",
+                time_field="created_at",
+                description="The decision log: answers, signals read, suppressed candidates.",
+            ),
+            registry.VisitorStore(
+                label="personalization.adjustments",
+                model=Adjustment,
+                visitor_field="visitor_id",
+                time_field="created_at",
+                description="Each slot's logged answer.",
+            ),
+            registry.VisitorStore(
+                label="personalization.segment_members",
+                model=SegmentMember,
+                visitor_field="visitor_id",
+                description="Saved visitor lists of segments.",
+            ),
+            registry.VisitorStore(
+                label="personalization.rule_counters",
+                model=RuleCounter,
+                visitor_field="visitor_id",
+                time_field="last_applied_at",
+                description="Cooldown and frequency-cap counters.",
+            ),
+            registry.VisitorStore(
+                label="personalization.session_budgets",
+                model=SessionBudget,
+                visitor_field="visitor_id",
+                time_field="updated_at",
+                description="Adjustments per session and sticky variants.",
             ),
         ):
             registry.register(store)

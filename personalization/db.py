@@ -79,3 +79,65 @@ def increment_counters(
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+BIG = 2**31 - 1
+
+
+def rule_counter_apply(
+    *,
+    property_id: int,
+    visitor_id: str,
+    rule_id: int,
+    session_key: str,
+    day_key: str,
+    week_key: str,
+    now: Any,
+    cooldown_cutoff: Any,
+    cap_session: int | None,
+    cap_day: int | None,
+    cap_week: int | None,
+) -> bool:
+    """Count one application of a rule, only if its cooldown and caps still allow it.
+
+    One conditional upsert: two concurrent decisions can never both take the last unit
+    of a cap, whatever the isolation level.
+    """
+    from .models import RuleCounter
+
+    t = _qn(RuleCounter._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"INSERT INTO {t} (property_id, visitor_id, rule_id, session_key, session_count, "
+        "day_key, day_count, week_key, week_count, last_applied_at) "
+        "VALUES (%s, %s, %s, %s, 1, %s, 1, %s, 1, %s) "
+        "ON CONFLICT (property_id, visitor_id, rule_id) DO UPDATE SET "
+        f"session_count = CASE WHEN {t}.session_key = excluded.session_key "
+        f"THEN {t}.session_count + 1 ELSE 1 END, "
+        f"day_count = CASE WHEN {t}.day_key = excluded.day_key THEN {t}.day_count + 1 ELSE 1 END, "
+        f"week_count = CASE WHEN {t}.week_key = excluded.week_key "
+        f"THEN {t}.week_count + 1 ELSE 1 END, "
+        "session_key = excluded.session_key, day_key = excluded.day_key, "
+        "week_key = excluded.week_key, last_applied_at = excluded.last_applied_at "
+        f"WHERE ({t}.session_key <> excluded.session_key OR {t}.session_count < %s) "
+        f"AND ({t}.day_key <> excluded.day_key OR {t}.day_count < %s) "
+        f"AND ({t}.week_key <> excluded.week_key OR {t}.week_count < %s) "
+        f"AND {t}.last_applied_at <= %s "
+        "RETURNING 1"
+    )
+    params: list[Any] = [
+        property_id,
+        visitor_id,
+        rule_id,
+        session_key,
+        day_key,
+        week_key,
+        adapt(now),
+        BIG if cap_session is None else cap_session,
+        BIG if cap_day is None else cap_day,
+        BIG if cap_week is None else cap_week,
+        adapt(cooldown_cutoff),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None

@@ -49,6 +49,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> None:
+    """Row ids are reused between tests: caches keyed by id must not leak across them."""
+    from django.core.cache import cache
+
+    from personalization import ruleset
+
+    cache.clear()
+    ruleset._compiled.clear()
+
+
 @dataclass
 class Shop:
     prop: Property

@@ -84,3 +84,45 @@ class ErrorBodySerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
+
+
+class DecideContextSerializer(serializers.Serializer):
+    url = serializers.CharField(required=False)
+    referrer = serializers.CharField(required=False)
+    user_agent = serializers.CharField(required=False)
+    attributes = serializers.DictField(required=False, help_text="Scalars or lists of scalars.")
+
+
+class DecideInputSerializer(serializers.Serializer):
+    visitor_id = serializers.CharField(max_length=128)
+    session_id = serializers.CharField(max_length=128)
+    slots = serializers.ListField(child=serializers.CharField(max_length=64), max_length=50)
+    context = DecideContextSerializer(required=False)  # type: ignore[assignment]
+
+
+class SourceSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["default", "rule", "experiment", "rollout", "model"])
+    key = serializers.CharField(required=False)
+    version = serializers.IntegerField(required=False)
+
+
+class SlotAnswerSerializer(serializers.Serializer):
+    variant = serializers.CharField()
+    content = serializers.DictField()
+    source = SourceSerializer()  # type: ignore[assignment]
+
+
+class SuppressedSerializer(serializers.Serializer):
+    slot = serializers.CharField()
+    candidate = serializers.CharField()
+    reason = serializers.ChoiceField(
+        choices=["cooldown", "frequency_cap", "session_budget", "conflict", "consent", "holdout"]
+    )
+
+
+class DecideOutputSerializer(serializers.Serializer):
+    decision_id = serializers.UUIDField()
+    personalized = serializers.BooleanField()
+    slots = serializers.DictField(child=SlotAnswerSerializer())
+    suppressed = SuppressedSerializer(many=True)
+    unknown_slots = serializers.ListField(child=serializers.CharField())

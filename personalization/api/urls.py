@@ -5,6 +5,7 @@ from . import views
 
 urlpatterns = [
     path("events", views.EventsView.as_view(), name="api-events"),
+    path("decide", views.DecideView.as_view(), name="api-decide"),
     path("consent-policy", views.ConsentPolicyView.as_view(), name="api-consent-policy"),
     path("consent", views.ConsentView.as_view(), name="api-consent"),
     path("consent/<str:visitor_id>", views.ConsentDetailView.as_view(), name="api-consent-detail"),

@@ -14,8 +14,10 @@ from consent.selectors import EffectiveConsent
 
 from ..exceptions import ApplicationError
 from ..models import ApiKey, Property
+from ..engine import DecideRequest, decide
 from ..services.ingest import events_ingest
 from . import serializers as s
+from .validation import decide_body
 from .authentication import ApiKeyAuthentication
 from .permissions import StorefrontKey
 
@@ -139,3 +141,25 @@ class ConsentDetailView(StorefrontView):
         self.honour_gpc([visitor_id])
         consent = consent_selectors.consent_effective(self.prop.pk, visitor_id)
         return Response(_consent_body(visitor_id, consent))
+
+
+class DecideView(StorefrontView):
+    @extend_schema(
+        request=s.DecideInputSerializer,
+        responses={200: s.DecideOutputSerializer, **ERRORS},
+        summary="Ask for a decision for the slots on a page",
+    )
+    def post(self, request: Request) -> Response:
+        body = decide_body(request.data)
+        result = decide(
+            self.prop,
+            DecideRequest(
+                visitor_id=body["visitor_id"],
+                session_id=body["session_id"],
+                slots=body["slots"],
+                context=body.get("context") or {},
+                gpc=self.gpc,
+                ip=self.client_ip,
+            ),
+        )
+        return Response(result.as_response())

@@ -14,9 +14,37 @@ from .properties import (
     PropertyGroupObjectPermission,
     PropertyUserObjectPermission,
 )
+from .targeting import (
+    Adjustment,
+    Decision,
+    Rule,
+    RuleCounter,
+    RuleStatus,
+    RuleVersion,
+    Segment,
+    SegmentMember,
+    SessionBudget,
+    Slot,
+    SourceKind,
+    Strategy,
+    Variant,
+)
 from .visitors import Session, Visitor
 
 __all__ = [
+    "Adjustment",
+    "Decision",
+    "Rule",
+    "RuleCounter",
+    "RuleStatus",
+    "RuleVersion",
+    "Segment",
+    "SegmentMember",
+    "SessionBudget",
+    "Slot",
+    "SourceKind",
+    "Strategy",
+    "Variant",
     "ApiKey",
     "ApiKeyKind",
     "Event",

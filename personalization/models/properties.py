@@ -23,6 +23,21 @@ class Property(models.Model):
     retention_days = models.PositiveIntegerField(
         default=395, help_text="Raw events older than this are refused and purged."
     )
+    # Guard rails against over-adjusting (decision engine).
+    max_adjustments_per_session = models.PositiveIntegerField(
+        default=5, help_text="At most this many adjustments per session (0: no limit)."
+    )
+    session_stickiness = models.BooleanField(
+        default=True,
+        help_text="Once a slot shows a variant in a session it keeps it, unless a "
+        "higher-priority rule with stickiness override applies.",
+    )
+    holdout_pct = models.FloatField(
+        default=5.0,
+        help_text="Percent of visitors never personalized, to measure the total effect.",
+    )
+    # Bumped on every configuration change; compiled rule sets are cached per version.
+    config_version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,0 +1,69 @@
+"""Compiled JSON Schemas of API request bodies that sit on hot paths."""
+
+from typing import Any
+
+import fastjsonschema
+
+from ..event_schemas import describe_error
+from ..exceptions import ApplicationError
+
+MAX_SLOTS = 50
+_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+
+DECIDE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["visitor_id", "session_id", "slots"],
+    "additionalProperties": False,
+    "properties": {
+        "visitor_id": _ID,
+        "session_id": _ID,
+        "slots": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+        },
+        "context": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "maxLength": 2048},
+                "referrer": {"type": "string", "maxLength": 2048},
+                "user_agent": {"type": "string", "maxLength": 1024},
+                "title": {"type": "string", "maxLength": 256},
+                "locale": {"type": "string", "maxLength": 35},
+                "attributes": {
+                    "type": "object",
+                    "maxProperties": 50,
+                    "additionalProperties": {
+                        "anyOf": [
+                            _SCALAR,
+                            {"type": "array", "maxItems": 50, "items": _SCALAR},
+                        ]
+                    },
+                },
+            },
+        },
+    },
+}
+
+_decide = fastjsonschema.compile(DECIDE_SCHEMA)
+
+
+def decide_body(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict) and isinstance(body.get("slots"), list):
+        if len(body["slots"]) > MAX_SLOTS:
+            raise ApplicationError(
+                "too_many_slots",
+                f"At most {MAX_SLOTS} slots a request; got {len(body['slots'])}.",
+                details={"max": MAX_SLOTS, "received": len(body["slots"])},
+            )
+    try:
+        _decide(body)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        error = describe_error(exc)
+        where = error["path"] or "body"
+        raise ApplicationError(
+            "invalid_request", f"{where}: {error['message']}", details=error
+        ) from exc
+    return body

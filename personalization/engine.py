@@ -1,0 +1,473 @@
+"""The decision engine: the hottest path. Reads top to bottom:
+
+load signals → candidates → filters → resolve → log.
+
+Given a visitor, their session and the slots a page asks for, each slot gets an
+answer: its default when nothing applies, when the visitor has not consented to
+personalization, is in the holdout, or when anything fails. Candidates come from the
+compiled rule set; cooldowns, frequency caps and the session budget filter them;
+priority (then key) resolves each slot; session stickiness keeps what a slot already
+showed. Every decision is logged — defaults included — with the signals it read, the
+consent record in force and every suppressed candidate with its reason. An adjustment
+that cannot be logged is not made.
+"""
+
+import logging
+import uuid
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from consent import selectors as consent_selectors
+from consent import services as consent_services
+
+from . import bucketing, live
+from .db import rule_counter_apply
+from .models import Adjustment, Decision, Property, SessionBudget, SourceKind
+from .ruleset import CompiledRule, CompiledSlot, RuleSet, ruleset_for
+from .selectors import visitor_signals_get
+
+logger = logging.getLogger(__name__)
+
+COOLDOWN = "cooldown"
+FREQUENCY_CAP = "frequency_cap"
+SESSION_BUDGET = "session_budget"
+CONFLICT = "conflict"
+CONSENT = "consent"
+HOLDOUT = "holdout"
+
+
+@dataclass(frozen=True)
+class DecideRequest:
+    visitor_id: str
+    session_id: str
+    slots: list[str]
+    context: dict[str, Any] = field(default_factory=dict)
+    gpc: bool = False
+    ip: str | None = None
+
+
+@dataclass
+class SlotAnswer:
+    slot: str
+    variant: str
+    content: dict
+    kind: str = SourceKind.DEFAULT
+    key: str = ""
+    version: int | None = None
+    priority: int = 0
+
+    @property
+    def is_default(self) -> bool:
+        return self.kind == SourceKind.DEFAULT
+
+    def source(self) -> dict[str, Any]:
+        source: dict[str, Any] = {"kind": self.kind}
+        if self.key:
+            source["key"] = self.key
+        if self.version is not None:
+            source["version"] = self.version
+        return source
+
+
+@dataclass
+class DecisionResult:
+    decision_id: uuid.UUID
+    personalized: bool
+    answers: dict[str, SlotAnswer]
+    suppressed: list[dict[str, str]]
+    unknown_slots: list[str]
+    holdout: bool = False
+    logged: bool = True
+    trace: list[str] = field(default_factory=list)
+
+    def as_response(self) -> dict[str, Any]:
+        return {
+            "decision_id": str(self.decision_id),
+            "personalized": self.personalized,
+            "slots": {
+                key: {"variant": a.variant, "content": a.content, "source": a.source()}
+                for key, a in self.answers.items()
+            },
+            "suppressed": self.suppressed,
+            "unknown_slots": self.unknown_slots,
+        }
+
+
+def in_holdout(prop: Property, visitor_id: str) -> bool:
+    if prop.holdout_pct <= 0:
+        return False
+    n = bucketing.hash(f"holdout-{prop.pk}", visitor_id, 2)
+    return n is not None and n < prop.holdout_pct / 100
+
+
+def _calendar_keys(prop: Property, now: datetime) -> tuple[str, str]:
+    try:
+        local = now.astimezone(zoneinfo.ZoneInfo(prop.timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        local = now
+    year, week, _ = local.isocalendar()
+    return local.date().isoformat(), f"{year}-W{week:02d}"
+
+
+@dataclass
+class _Counters:
+    session_key: str
+    day_key: str
+    week_key: str
+    now: datetime
+    rows: dict[int, Any]
+
+    def block_reason(self, rule: CompiledRule) -> str | None:
+        row = self.rows.get(rule.id)
+        if row is None:
+            return None
+        if rule.cooldown_s and row.last_applied_at > self.now - timedelta(seconds=rule.cooldown_s):
+            return COOLDOWN
+        if rule.cap_session is not None and row.session_key == self.session_key:
+            if row.session_count >= rule.cap_session:
+                return FREQUENCY_CAP
+        if rule.cap_day is not None and row.day_key == self.day_key:
+            if row.day_count >= rule.cap_day:
+                return FREQUENCY_CAP
+        if rule.cap_week is not None and row.week_key == self.week_key:
+            if row.week_count >= rule.cap_week:
+                return FREQUENCY_CAP
+        return None
+
+
+def _attributes(
+    request: DecideRequest, signals: dict, ruleset: RuleSet, prop: Property, now: datetime
+) -> dict[str, Any]:
+    context = request.context
+    attributes: dict[str, Any] = dict(context.get("attributes") or {})
+    attributes.update(
+        {
+            "id": request.visitor_id,
+            "url": context.get("url", ""),
+            "context": context,
+            "session": signals["session"],
+            "visitor": signals["visitor"],
+        }
+    )
+    members = [key for key, cond in ruleset.segments if cond(attributes, ruleset.saved_groups)]
+    attributes["segments"] = members
+    attributes["segment"] = dict.fromkeys(members, True)
+    metric_slots = ruleset.metric_slots
+    if metric_slots:
+        attributes["slot"] = live.slot_metrics(prop.pk, metric_slots, now)
+    return attributes
+
+
+def _matches(rule: CompiledRule, attributes: dict, ruleset: RuleSet) -> bool:
+    if rule.metric_slots:
+        metrics = attributes.get("slot", {})
+        if any(metrics.get(s, {}).get("exposures", 0) < rule.min_sample for s in rule.metric_slots):
+            return False
+        if rule.require_interval:
+            return all(
+                rule.condition(live.with_interval_bound(attributes, bound), ruleset.saved_groups)
+                for bound in ("ctr_low", "ctr_high")
+            )
+    return rule.condition(attributes, ruleset.saved_groups)
+
+
+def _content(
+    slot: CompiledSlot,
+    variant: str,
+    attributes: dict,
+    ruleset: RuleSet,
+    prop: Property,
+    now: datetime,
+) -> dict:
+    spec = slot.variants.get(variant)
+    if spec is None:
+        return {}
+    if not spec.strategy:
+        return spec.content
+    items: list[str] = []
+    if spec.strategy == "trending":
+        items = live.trending_items(prop.pk, now, spec.limit)
+    elif spec.strategy == "recently_viewed":
+        items = list(reversed(attributes["visitor"].get("items_viewed", [])))[: spec.limit]
+    elif spec.strategy == "popular_in_segment":
+        segments = attributes.get("segments") or []
+        conditions = dict(ruleset.segments)
+        if segments:
+            items = live.popular_in_segment(
+                prop.pk, segments[0], conditions[segments[0]], now, spec.limit
+            )
+        if not items:
+            items = live.trending_items(prop.pk, now, spec.limit)
+    return {**spec.content, "strategy": spec.strategy, "items": items}
+
+
+def decide(prop: Property, request: DecideRequest, now: datetime | None = None) -> DecisionResult:
+    now = now or timezone.now()
+    ruleset = ruleset_for(prop.pk)
+    known = [s for s in dict.fromkeys(request.slots) if s in ruleset.slots]
+    unknown = [s for s in dict.fromkeys(request.slots) if s not in ruleset.slots]
+    result = DecisionResult(
+        decision_id=uuid.uuid4(),
+        personalized=False,
+        answers={},
+        suppressed=[],
+        unknown_slots=unknown,
+    )
+
+    # 1. Load: consent, signals, holdout, counters and the session's budget.
+    if request.gpc:
+        consent_services.gpc_apply(
+            property_id=prop.pk, visitor_ids=[request.visitor_id], ip=request.ip
+        )
+    consent = consent_selectors.consent_effective(prop.pk, request.visitor_id)
+    consented = consent.allows("personalization")
+    signals = visitor_signals_get(prop, request.visitor_id, request.session_id, now)
+    attributes = _attributes(request, signals, ruleset, prop, now)
+    holdout = in_holdout(prop, request.visitor_id)
+    result.holdout = holdout
+    rules = [r for s in known for r in ruleset.rules_by_slot.get(s, []) if r.live_at(now)]
+    day_key, week_key = _calendar_keys(prop, now)
+    from .models import RuleCounter
+
+    counters = _Counters(
+        session_key=request.session_id,
+        day_key=day_key,
+        week_key=week_key,
+        now=now,
+        rows={
+            c.rule_id: c
+            for c in RuleCounter.objects.filter(
+                property=prop, visitor_id=request.visitor_id, rule_id__in=[r.id for r in rules]
+            )
+        }
+        if rules and consented and not holdout
+        else {},
+    )
+    budget = (
+        SessionBudget.objects.filter(
+            property=prop, visitor_id=request.visitor_id, session_id=request.session_id
+        ).first()
+        if consented and not holdout
+        else None
+    )
+    sticky: dict[str, dict] = dict(budget.sticky) if budget and prop.session_stickiness else {}
+    used = budget.adjustments if budget else 0
+    limit = prop.max_adjustments_per_session or None
+
+    # 2. Candidates, 3. filters, 4. resolution — per slot, in the order asked.
+    winners: dict[str, CompiledRule] = {}
+    for slot_key in known:
+        slot = ruleset.slots[slot_key]
+        candidates = [
+            r
+            for r in ruleset.rules_by_slot.get(slot_key, [])
+            if r.live_at(now) and _matches(r, attributes, ruleset)
+        ]
+        blanket = None if consented else CONSENT
+        blanket = blanket or (HOLDOUT if holdout else None)
+        chosen: CompiledRule | None = None
+        for rule in candidates:
+            reason = blanket or counters.block_reason(rule)
+            if reason is None and chosen is not None:
+                reason = CONFLICT
+            if reason is None:
+                chosen = rule
+                continue
+            result.suppressed.append(
+                {"slot": slot_key, "candidate": f"rule:{rule.key}", "reason": reason}
+            )
+        held = sticky.get(slot_key)
+        active_ids = {r.id for r in ruleset.rules_by_slot.get(slot_key, []) if r.live_at(now)}
+        if (
+            held
+            and held.get("rule_id") in active_ids
+            and (chosen is None or chosen.id != held["rule_id"])
+        ):
+            if chosen is None or not (
+                chosen.stickiness_override and chosen.priority > held["priority"]
+            ):
+                if chosen is not None:
+                    result.suppressed.append(
+                        {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": CONFLICT}
+                    )
+                result.answers[slot_key] = SlotAnswer(
+                    slot_key,
+                    held["variant"],
+                    _content(slot, held["variant"], attributes, ruleset, prop, now),
+                    SourceKind.RULE,
+                    held["key"],
+                    held["version"],
+                    held["priority"],
+                )
+                continue
+        if chosen is not None and held and held.get("rule_id") == chosen.id:
+            result.answers[slot_key] = SlotAnswer(
+                slot_key,
+                chosen.variant,
+                _content(slot, chosen.variant, attributes, ruleset, prop, now),
+                SourceKind.RULE,
+                chosen.key,
+                chosen.version,
+                chosen.priority,
+            )
+            continue
+        if chosen is not None and limit is not None and used >= limit:
+            result.suppressed.append(
+                {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": SESSION_BUDGET}
+            )
+            chosen = None
+        if chosen is not None:
+            used += 1
+            winners[slot_key] = chosen
+            result.answers[slot_key] = SlotAnswer(
+                slot_key,
+                chosen.variant,
+                _content(slot, chosen.variant, attributes, ruleset, prop, now),
+                SourceKind.RULE,
+                chosen.key,
+                chosen.version,
+                chosen.priority,
+            )
+        else:
+            result.answers[slot_key] = SlotAnswer(
+                slot_key, slot.default, _content(slot, slot.default, attributes, ruleset, prop, now)
+            )
+
+    # 5. Apply atomically and log; an adjustment that cannot be logged is not made.
+    try:
+        with transaction.atomic():
+            _apply_and_log(
+                prop, request, result, winners, counters, limit, now, consent.record_id, attributes
+            )
+    except DatabaseError:
+        logger.exception("decision %s could not be logged; serving defaults", result.decision_id)
+        if connection.in_atomic_block:
+            raise
+        _all_defaults(result, ruleset, known, attributes, prop, now)
+        result.logged = False
+    result.personalized = any(not a.is_default for a in result.answers.values())
+    return result
+
+
+def _all_defaults(
+    result: DecisionResult,
+    ruleset: RuleSet,
+    known: list[str],
+    attributes: dict,
+    prop: Property,
+    now: datetime,
+) -> None:
+    for slot_key in known:
+        slot = ruleset.slots[slot_key]
+        result.answers[slot_key] = SlotAnswer(
+            slot_key, slot.default, _content(slot, slot.default, attributes, ruleset, prop, now)
+        )
+
+
+def _apply_and_log(
+    prop: Property,
+    request: DecideRequest,
+    result: DecisionResult,
+    winners: dict[str, CompiledRule],
+    counters: _Counters,
+    limit: int | None,
+    now: datetime,
+    consent_record_id: int | None,
+    attributes: dict,
+) -> None:
+    if winners:
+        SessionBudget.objects.bulk_create(
+            [
+                SessionBudget(
+                    property=prop,
+                    visitor_id=request.visitor_id,
+                    session_id=request.session_id,
+                    updated_at=now,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        # Concurrent decisions of one session take turns from here: the budget is exact.
+        budget = SessionBudget.objects.select_for_update().get(
+            property=prop, visitor_id=request.visitor_id, session_id=request.session_id
+        )
+        cutoff_base = now
+        for slot_key, rule in list(winners.items()):
+            reason = None
+            if limit is not None and budget.adjustments >= limit:
+                reason = SESSION_BUDGET
+            elif not rule_counter_apply(
+                property_id=prop.pk,
+                visitor_id=request.visitor_id,
+                rule_id=rule.id,
+                session_key=counters.session_key,
+                day_key=counters.day_key,
+                week_key=counters.week_key,
+                now=now,
+                cooldown_cutoff=cutoff_base - timedelta(seconds=rule.cooldown_s),
+                cap_session=rule.cap_session,
+                cap_day=rule.cap_day,
+                cap_week=rule.cap_week,
+            ):
+                reason = COOLDOWN if rule.cooldown_s else FREQUENCY_CAP
+            if reason is not None:
+                # Lost a race with a concurrent decision: the slot falls back to its default.
+                result.suppressed.append(
+                    {"slot": slot_key, "candidate": f"rule:{rule.key}", "reason": reason}
+                )
+                del winners[slot_key]
+                slot = ruleset_for(prop.pk).slots[slot_key]
+                result.answers[slot_key] = SlotAnswer(
+                    slot_key, slot.default, slot.variants[slot.default].content
+                )
+                continue
+            budget.adjustments += 1
+            budget.sticky[slot_key] = {
+                "rule_id": rule.id,
+                "key": rule.key,
+                "version": rule.version,
+                "variant": rule.variant,
+                "priority": rule.priority,
+            }
+        budget.updated_at = now
+        budget.save(update_fields=["adjustments", "sticky", "updated_at"])
+    decision = Decision.objects.create(
+        decision_id=result.decision_id,
+        property=prop,
+        visitor_id=request.visitor_id,
+        session_id=request.session_id,
+        created_at=now,
+        personalized=any(not a.is_default for a in result.answers.values()),
+        holdout=result.holdout,
+        consent_record_id=consent_record_id,
+        signals={
+            "session": attributes["session"],
+            "visitor": attributes["visitor"],
+            "segments": attributes["segments"],
+        },
+        context=request.context,
+        suppressed=result.suppressed,
+    )
+    Adjustment.objects.bulk_create(
+        [
+            Adjustment(
+                decision=decision,
+                property=prop,
+                visitor_id=request.visitor_id,
+                session_id=request.session_id,
+                created_at=now,
+                slot_key=a.slot,
+                variant_key=a.variant,
+                source_kind=a.kind,
+                source_key=a.key,
+                source_version=a.version,
+                is_default=a.is_default,
+            )
+            for a in result.answers.values()
+        ]
+    )

@@ -1,0 +1,131 @@
+"""Live content and live slot metrics read at decision time, cached briefly per property.
+
+- ``trending``: the items most viewed or carted across the property in the last hour;
+- ``recently_viewed``: the visitor's own recent items (from their live signals);
+- ``popular_in_segment``: the items most viewed by recent visitors of the same segment;
+- slot metrics: a slot's click-through over the last hour, its exposures and a Wilson
+  interval, which rule conditions read as ``slot.<key>.ctr`` / ``ctr_low`` / ``ctr_high``
+  / ``exposures``.
+"""
+
+import math
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Count
+from django.db.models.fields.json import KeyTextTransform
+
+from . import signals
+from .conditions import CompiledCondition
+from .models import Adjustment, Event, Visitor
+
+CACHE_SECONDS = 60
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def trending_items(property_id: int, now: datetime, limit: int) -> list[str]:
+    key = f"live:trending:{property_id}"
+    items: list[str] | None = cache.get(key)
+    if items is None:
+        rows = (
+            Event.objects.filter(
+                property_id=property_id,
+                timestamp__gte=now - timedelta(hours=1),
+                type__in=("page_view", "add_to_cart"),
+            )
+            .annotate(item=KeyTextTransform("item_id", "properties"))
+            .exclude(item__isnull=True)
+            .values("item")
+            .annotate(n=Count("id"))
+            .order_by("-n", "item")[:50]
+        )
+        items = [r["item"] for r in rows]
+        cache.set(key, items, CACHE_SECONDS)
+    return items[:limit]
+
+
+def popular_in_segment(
+    property_id: int, segment: str, condition: CompiledCondition, now: datetime, limit: int
+) -> list[str]:
+    key = f"live:segment-items:{property_id}:{segment}"
+    items: list[str] | None = cache.get(key)
+    if items is None:
+        counts: Counter[str] = Counter()
+        recent = Visitor.objects.filter(
+            property_id=property_id, last_seen__gte=now - timedelta(days=1)
+        ).order_by("-last_seen")[:2000]
+        for visitor in recent:
+            attrs = signals.signals_for(visitor.state, None, now)
+            attrs["id"] = visitor.visitor_id
+            if condition(attrs):
+                counts.update(visitor.state.get("items_viewed", []))
+        items = [item for item, _ in counts.most_common(50)]
+        cache.set(key, items, CACHE_SECONDS * 5)
+    return items[:limit]
+
+
+def slot_metrics(property_id: int, slot_keys: set[str], now: datetime) -> dict[str, dict]:
+    """Click-through of each slot over the last hour: adjustments shown and clicks on them."""
+    out: dict[str, dict] = {}
+    missing = []
+    for slot in slot_keys:
+        cached = cache.get(f"live:slot:{property_id}:{slot}")
+        if cached is None:
+            missing.append(slot)
+        else:
+            out[slot] = cached
+    if missing:
+        since = now - timedelta(hours=1)
+        exposures = dict(
+            Adjustment.objects.filter(
+                property_id=property_id, created_at__gte=since, slot_key__in=missing
+            )
+            .values_list("slot_key")
+            .annotate(n=Count("id"))
+        )
+        clicks = dict(
+            Event.objects.filter(
+                property_id=property_id,
+                timestamp__gte=since,
+                type="click",
+                decision_id__isnull=False,
+            )
+            .annotate(element=KeyTextTransform("element_id", "properties"))
+            .filter(element__in=missing)
+            .values_list("element")
+            .annotate(n=Count("id"))
+        )
+        for slot in missing:
+            n = int(exposures.get(slot, 0))
+            c = min(int(clicks.get(slot, 0)), n)
+            low, high = wilson_interval(c, n)
+            metric = {
+                "exposures": n,
+                "clicks": c,
+                "ctr": c / n if n else 0.0,
+                "ctr_low": low,
+                "ctr_high": high,
+            }
+            cache.set(f"live:slot:{property_id}:{slot}", metric, CACHE_SECONDS)
+            out[slot] = metric
+    return out
+
+
+def with_interval_bound(attributes: dict[str, Any], bound: str) -> dict[str, Any]:
+    """The attributes with every slot's ``ctr`` replaced by one end of its interval."""
+    slots = {
+        key: {**metric, "ctr": metric[bound]} for key, metric in attributes.get("slot", {}).items()
+    }
+    return {**attributes, "slot": slots}

@@ -1,0 +1,219 @@
+"""Compiled rule sets: built once per configuration change, cached per process.
+
+Every change to a property's slots, variants, segments or rules bumps the property's
+``config_version`` (in the database, and in the shared cache when Redis is configured);
+a process compiles a property's rules again when it sees a newer version.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+
+from .conditions import (
+    CompiledCondition,
+    compile_condition,
+    prepare_saved_groups,
+    validate_condition,
+)
+from .models import Property, Rule, RuleStatus, Segment, SegmentMember, Slot
+
+logger = logging.getLogger(__name__)
+
+VERSION_CACHE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    key: str
+    content: dict
+    strategy: str
+    limit: int
+
+
+@dataclass(frozen=True)
+class CompiledSlot:
+    key: str
+    default: str
+    variants: dict[str, VariantSpec]
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    id: int
+    key: str
+    version: int
+    slot: str
+    variant: str
+    priority: int
+    condition: CompiledCondition
+    cooldown_s: int
+    cap_session: int | None
+    cap_day: int | None
+    cap_week: int | None
+    stickiness_override: bool
+    starts_at: datetime | None
+    ends_at: datetime | None
+    metric_slots: tuple[str, ...]
+    min_sample: int
+    require_interval: bool
+
+    def live_at(self, now: datetime) -> bool:
+        return (self.starts_at is None or self.starts_at <= now) and (
+            self.ends_at is None or now < self.ends_at
+        )
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    property_id: int
+    version: int
+    slots: dict[str, CompiledSlot]
+    rules_by_slot: dict[str, list[CompiledRule]]
+    segments: list[tuple[str, CompiledCondition]]
+    saved_groups: dict[str, Any]
+    broken: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def metric_slots(self) -> set[str]:
+        return {s for rules in self.rules_by_slot.values() for r in rules for s in r.metric_slots}
+
+
+def _metric_slots(condition: Any) -> tuple[str, ...]:
+    """Slots whose live metrics a condition reads (``slot.<key>.ctr`` …)."""
+    found: set[str] = set()
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and key.startswith("slot."):
+                    parts = key.split(".")
+                    if len(parts) >= 2:
+                        found.add(parts[1])
+                stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return tuple(sorted(found))
+
+
+def _version_key(property_id: int) -> str:
+    return f"config-version:{property_id}"
+
+
+def config_version(property_id: int) -> int:
+    version = cache.get(_version_key(property_id))
+    if version is None:
+        version = (
+            Property.objects.filter(pk=property_id).values_list("config_version", flat=True).first()
+        ) or 0
+        cache.set(_version_key(property_id), version, VERSION_CACHE_SECONDS)
+    return int(version)
+
+
+def config_bump(property_id: int) -> None:
+    """Invalidate every process's compiled rules of a property."""
+    Property.objects.filter(pk=property_id).update(config_version=F("config_version") + 1)
+
+    def publish() -> None:
+        version = (
+            Property.objects.filter(pk=property_id).values_list("config_version", flat=True).first()
+        )
+        cache.set(_version_key(property_id), version, VERSION_CACHE_SECONDS)
+
+    # Until commit, other processes must keep reading the committed (old) version from the
+    # database; after commit everyone learns the new one from the cache.
+    cache.delete(_version_key(property_id))
+    transaction.on_commit(publish)
+
+
+def compile_ruleset(property_id: int, version: int) -> RuleSet:
+    slots: dict[str, CompiledSlot] = {}
+    for slot in Slot.objects.filter(property_id=property_id).prefetch_related("variants"):
+        variants = {
+            v.key: VariantSpec(v.key, v.content, v.strategy, v.strategy_limit)
+            for v in slot.variants.all()
+        }
+        if slot.default_variant not in variants:
+            variants[slot.default_variant] = VariantSpec(slot.default_variant, {}, "", 0)
+        slots[slot.key] = CompiledSlot(slot.key, slot.default_variant, variants)
+    segments = list(Segment.objects.filter(property_id=property_id))
+    lists: dict[str, list[str]] = {s.key: [] for s in segments}
+    for key, visitor in SegmentMember.objects.filter(property_id=property_id).values_list(
+        "segment__key", "visitor_id"
+    ):
+        lists[key].append(visitor)
+    saved_groups = prepare_saved_groups(lists)
+    rules_by_slot: dict[str, list[CompiledRule]] = {key: [] for key in slots}
+    broken: dict[str, list[str]] = {}
+    rules = Rule.objects.filter(property_id=property_id, status=RuleStatus.ACTIVE).select_related(
+        "slot", "variant"
+    )
+    for rule in rules:
+        problems = validate_condition(rule.condition, known_groups=saved_groups.keys())
+        if problems:
+            # A rule saved before validation existed, or broken since: skip it, serve the rest.
+            logger.warning("rule %s skipped: %s", rule.key, "; ".join(problems))
+            broken[rule.key] = problems
+            continue
+        compiled = CompiledRule(
+            id=rule.pk,
+            key=rule.key,
+            version=rule.version,
+            slot=rule.slot.key,
+            variant=rule.variant.key,
+            priority=rule.priority,
+            condition=compile_condition(rule.condition),
+            cooldown_s=rule.cooldown_seconds,
+            cap_session=rule.cap_per_session,
+            cap_day=rule.cap_per_day,
+            cap_week=rule.cap_per_week,
+            stickiness_override=rule.stickiness_override,
+            starts_at=rule.starts_at,
+            ends_at=rule.ends_at,
+            metric_slots=_metric_slots(rule.condition),
+            min_sample=rule.min_sample,
+            require_interval=rule.require_interval,
+        )
+        rules_by_slot.setdefault(compiled.slot, []).append(compiled)
+    for slot_rules in rules_by_slot.values():
+        # Highest priority first; the key breaks ties so the order is deterministic.
+        slot_rules.sort(key=lambda r: (-r.priority, r.key))
+    compiled_segments = []
+    for segment in segments:
+        if segment.condition and not validate_condition(
+            segment.condition, known_groups=saved_groups.keys()
+        ):
+            compiled_segments.append((segment.key, compile_condition(segment.condition)))
+        elif lists[segment.key]:
+            compiled_segments.append(
+                (segment.key, compile_condition({"id": {"$inGroup": segment.key}}))
+            )
+    return RuleSet(
+        property_id=property_id,
+        version=version,
+        slots=slots,
+        rules_by_slot=rules_by_slot,
+        segments=compiled_segments,
+        saved_groups=saved_groups,
+        broken=broken,
+    )
+
+
+_compiled: dict[int, RuleSet] = {}
+_lock = threading.Lock()
+
+
+def ruleset_for(property_id: int) -> RuleSet:
+    version = config_version(property_id)
+    ruleset = _compiled.get(property_id)
+    if ruleset is None or ruleset.version != version:
+        ruleset = compile_ruleset(property_id, version)
+        with _lock:
+            _compiled[property_id] = ruleset
+    return ruleset
