@@ -329,3 +329,5 @@ class VisitorAdmin(PropertyScopedAdmin):
 
 
 __all__ = ["ApiKeyKind"]
+
+from . import admin_targeting  # noqa: E402,F401  (registers the targeting admin)

@@ -6,9 +6,9 @@ class PersonalizationConfig(AppConfig):
     verbose_name = "Personalization"
 
     def ready(self) -> None:
-        from consent import registry
-
         from django.db.models.signals import post_delete, post_save
+
+        from consent import registry
 
         from .models import (
             Adjustment,

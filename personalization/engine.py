@@ -128,15 +128,13 @@ class _Counters:
             return None
         if rule.cooldown_s and row.last_applied_at > self.now - timedelta(seconds=rule.cooldown_s):
             return COOLDOWN
-        if rule.cap_session is not None and row.session_key == self.session_key:
-            if row.session_count >= rule.cap_session:
-                return FREQUENCY_CAP
-        if rule.cap_day is not None and row.day_key == self.day_key:
-            if row.day_count >= rule.cap_day:
-                return FREQUENCY_CAP
-        if rule.cap_week is not None and row.week_key == self.week_key:
-            if row.week_count >= rule.cap_week:
-                return FREQUENCY_CAP
+        windows = (
+            (rule.cap_session, row.session_key == self.session_key, row.session_count),
+            (rule.cap_day, row.day_key == self.day_key, row.day_count),
+            (rule.cap_week, row.week_key == self.week_key, row.week_count),
+        )
+        if any(cap is not None and same and count >= cap for cap, same, count in windows):
+            return FREQUENCY_CAP
         return None
 
 
@@ -206,7 +204,15 @@ def _content(
     return {**spec.content, "strategy": spec.strategy, "items": items}
 
 
-def decide(prop: Property, request: DecideRequest, now: datetime | None = None) -> DecisionResult:
+def decide(
+    prop: Property,
+    request: DecideRequest,
+    now: datetime | None = None,
+    *,
+    dry_run: bool = False,
+) -> DecisionResult:
+    """Decide and log. ``dry_run`` (the admin's "test against a visitor") changes nothing,
+    logs nothing and explains every step in ``result.trace``."""
     now = now or timezone.now()
     ruleset = ruleset_for(prop.pk)
     known = [s for s in dict.fromkeys(request.slots) if s in ruleset.slots]
@@ -219,8 +225,10 @@ def decide(prop: Property, request: DecideRequest, now: datetime | None = None) 
         unknown_slots=unknown,
     )
 
+    explain = result.trace.append if dry_run else None
+
     # 1. Load: consent, signals, holdout, counters and the session's budget.
-    if request.gpc:
+    if request.gpc and not dry_run:
         consent_services.gpc_apply(
             property_id=prop.pk, visitor_ids=[request.visitor_id], ip=request.ip
         )
@@ -230,6 +238,13 @@ def decide(prop: Property, request: DecideRequest, now: datetime | None = None) 
     attributes = _attributes(request, signals, ruleset, prop, now)
     holdout = in_holdout(prop, request.visitor_id)
     result.holdout = holdout
+    if explain:
+        explain(
+            f"consent to personalization: {'yes' if consented else 'no'} "
+            f"(policy v{consent.policy_version}, record {consent.record_id})"
+        )
+        explain(f"holdout ({prop.holdout_pct}% of visitors): {'yes' if holdout else 'no'}")
+        explain(f"segments: {', '.join(attributes['segments']) or 'none'}")
     rules = [r for s in known for r in ruleset.rules_by_slot.get(s, []) if r.live_at(now)]
     day_key, week_key = _calendar_keys(prop, now)
     from .models import RuleCounter
@@ -268,6 +283,13 @@ def decide(prop: Property, request: DecideRequest, now: datetime | None = None) 
             for r in ruleset.rules_by_slot.get(slot_key, [])
             if r.live_at(now) and _matches(r, attributes, ruleset)
         ]
+        if explain:
+            for r in ruleset.rules_by_slot.get(slot_key, []):
+                state = "in schedule" if r.live_at(now) else "outside its schedule"
+                held = "holds" if r in candidates else "does not hold"
+                explain(
+                    f"{slot_key}: rule {r.key} (priority {r.priority}, {state}): condition {held}"
+                )
         blanket = None if consented else CONSENT
         blanket = blanket or (HOLDOUT if holdout else None)
         chosen: CompiledRule | None = None
@@ -283,28 +305,31 @@ def decide(prop: Property, request: DecideRequest, now: datetime | None = None) 
             )
         held = sticky.get(slot_key)
         active_ids = {r.id for r in ruleset.rules_by_slot.get(slot_key, []) if r.live_at(now)}
-        if (
-            held
+        displaces = chosen is not None and (
+            chosen.stickiness_override and held is not None and chosen.priority > held["priority"]
+        )
+        keep_held = (
+            held is not None
             and held.get("rule_id") in active_ids
             and (chosen is None or chosen.id != held["rule_id"])
-        ):
-            if chosen is None or not (
-                chosen.stickiness_override and chosen.priority > held["priority"]
-            ):
-                if chosen is not None:
-                    result.suppressed.append(
-                        {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": CONFLICT}
-                    )
-                result.answers[slot_key] = SlotAnswer(
-                    slot_key,
-                    held["variant"],
-                    _content(slot, held["variant"], attributes, ruleset, prop, now),
-                    SourceKind.RULE,
-                    held["key"],
-                    held["version"],
-                    held["priority"],
+            and not displaces
+        )
+        if keep_held:
+            assert held is not None
+            if chosen is not None:
+                result.suppressed.append(
+                    {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": CONFLICT}
                 )
-                continue
+            result.answers[slot_key] = SlotAnswer(
+                slot_key,
+                held["variant"],
+                _content(slot, held["variant"], attributes, ruleset, prop, now),
+                SourceKind.RULE,
+                held["key"],
+                held["version"],
+                held["priority"],
+            )
+            continue
         if chosen is not None and held and held.get("rule_id") == chosen.id:
             result.answers[slot_key] = SlotAnswer(
                 slot_key,
@@ -337,6 +362,16 @@ def decide(prop: Property, request: DecideRequest, now: datetime | None = None) 
             result.answers[slot_key] = SlotAnswer(
                 slot_key, slot.default, _content(slot, slot.default, attributes, ruleset, prop, now)
             )
+
+    if explain:
+        for item in result.suppressed:
+            explain(f"{item['slot']}: {item['candidate']} suppressed ({item['reason']})")
+        for answer in result.answers.values():
+            explain(f"{answer.slot}: serves {answer.variant} ({answer.kind} {answer.key})".strip())
+    if dry_run:
+        result.logged = False
+        result.personalized = any(not a.is_default for a in result.answers.values())
+        return result
 
     # 5. Apply atomically and log; an adjustment that cannot be logged is not made.
     try:

@@ -51,13 +51,13 @@ _decide = fastjsonschema.compile(DECIDE_SCHEMA)
 
 
 def decide_body(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and isinstance(body.get("slots"), list):
-        if len(body["slots"]) > MAX_SLOTS:
-            raise ApplicationError(
-                "too_many_slots",
-                f"At most {MAX_SLOTS} slots a request; got {len(body['slots'])}.",
-                details={"max": MAX_SLOTS, "received": len(body["slots"])},
-            )
+    slots = body.get("slots") if isinstance(body, dict) else None
+    if isinstance(slots, list) and len(slots) > MAX_SLOTS:
+        raise ApplicationError(
+            "too_many_slots",
+            f"At most {MAX_SLOTS} slots a request; got {len(slots)}.",
+            details={"max": MAX_SLOTS, "received": len(slots)},
+        )
     try:
         _decide(body)
     except fastjsonschema.JsonSchemaValueException as exc:

@@ -12,14 +12,14 @@ from consent import selectors as consent_selectors
 from consent import services as consent_services
 from consent.selectors import EffectiveConsent
 
+from ..engine import DecideRequest, decide
 from ..exceptions import ApplicationError
 from ..models import ApiKey, Property
-from ..engine import DecideRequest, decide
 from ..services.ingest import events_ingest
 from . import serializers as s
-from .validation import decide_body
 from .authentication import ApiKeyAuthentication
 from .permissions import StorefrontKey
+from .validation import decide_body
 
 ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 413, 415, 503)}
 
