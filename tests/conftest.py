@@ -148,3 +148,6 @@ def staff(db: Any) -> Callable[..., Any]:
         return user
 
     return make
+
+
+from tests.browser import page  # noqa: E402, F401  (the headless-Chromium fixture)

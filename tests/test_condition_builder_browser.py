@@ -6,7 +6,7 @@ import pytest
 
 from personalization.models import Rule
 from personalization.permissions import MARKETING
-from tests.browser import admin_login, page  # noqa: F401
+from tests.browser import admin_login
 from tests.targeting import slot
 
 EXPECTED = {
@@ -34,7 +34,7 @@ def test_condition_builder__nested_groups__saved_reloaded_intact(
     page,
     live_server,
     make_shop,
-    staff,  # noqa: F811
+    staff,
 ):
     # Given a marketer of a shop with a headline slot
     shop = make_shop()
