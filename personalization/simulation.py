@@ -19,8 +19,104 @@ from django.utils import timezone
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 
-from .models import Property
+from .engine import DecideRequest, decide
+from .models import Property, Rule, Segment, Slot, Variant
 from .services.ingest import IngestResult, events_ingest
+from .services.rules import rule_save
+
+DEMO_SLOTS = ["headline", "cta", "recommendations", "newsletter_popup", "layout"]
+
+
+def demo_targeting(prop: Property) -> None:
+    """The demo property's slots, segments and rules (idempotent)."""
+    if Slot.objects.filter(property=prop, key="headline").exists():
+        return
+    slots = {
+        "headline": {
+            "default": {"text": "New season, new shoes"},
+            "short": {"text": "Shoes. Fast."},
+            "long": {"text": "Our guide to this season's shoes, tested for a month"},
+        },
+        "cta": {"default": {"label": "Add to cart"}, "b": {"label": "Buy now, free returns"}},
+        "recommendations": {
+            "default": {"title": "Trending now"},
+            "for_you": {"title": "Picked for you"},
+        },
+        "newsletter_popup": {"default": {"delay_ms": 10000}, "late": {"delay_ms": 30000}},
+        "layout": {"default": {"layout": "grid"}, "list": {"layout": "list"}},
+    }
+    strategies = {
+        ("recommendations", "default"): "trending",
+        ("recommendations", "for_you"): "recently_viewed",
+    }
+    variants: dict[tuple[str, str], Variant] = {}
+    for key, contents in slots.items():
+        slot = Slot.objects.create(property=prop, key=key, name=key.replace("_", " ").title())
+        for vkey, content in contents.items():
+            variants[(key, vkey)] = Variant.objects.create(
+                slot=slot, key=vkey, content=content, strategy=strategies.get((key, vkey), "")
+            )
+    Segment.objects.create(
+        property=prop,
+        key="fast-scrollers",
+        name="Fast scrollers",
+        condition={"session.scroll_speed": {"$gt": 1500}},
+    )
+    Segment.objects.create(
+        property=prop,
+        key="deep-readers",
+        name="Deep readers",
+        condition={"visitor.engagement_score": {"$gte": 40}},
+        goal={"metric": "visitor.engagement_score", "baseline": 40, "target": 44},
+    )
+    Segment.objects.create(
+        property=prop,
+        key="returning",
+        name="Returning visitors",
+        condition={"visitor.sessions": {"$gte": 2}},
+    )
+    rules = [
+        (
+            "bouncers-short-headline",
+            "headline",
+            "short",
+            50,
+            {"visitor.bounce_rate": {"$gt": 0.5}, "visitor.sessions": {"$gte": 2}},
+            {"cap_per_day": 3},
+        ),
+        ("returning-cta", "cta", "b", 40, {"segments": {"$in": ["returning"]}}, {}),
+        (
+            "recently-viewed-recos",
+            "recommendations",
+            "for_you",
+            30,
+            {"visitor.items_viewed": {"$size": {"$gt": 0}}},
+            {},
+        ),
+        (
+            "deep-readers-late-popup",
+            "newsletter_popup",
+            "late",
+            30,
+            {"segments": {"$in": ["deep-readers"]}},
+            {"cooldown_seconds": 3600},
+        ),
+        ("mobile-list-layout", "layout", "list", 20, {"session.device_type": "mobile"}, {}),
+    ]
+    for key, slot_key, variant, priority, condition, extra in rules:
+        rule_save(
+            rule=Rule(
+                property=prop,
+                key=key,
+                slot=variants[(slot_key, variant)].slot,
+                variant=variants[(slot_key, variant)],
+                priority=priority,
+                condition=condition,
+                status="active",
+                **extra,
+            )
+        )
+
 
 USER_AGENTS = {
     "desktop": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -164,8 +260,13 @@ class Visit:
         self.utm = rng.choice(CAMPAIGNS)
         self.url = "https://shop.example/"
         self.events: list[dict[str, Any]] = []
+        self.sent = 0  # events already handed to ingestion (when a decider flushed them)
+        self.answers: dict[str, str] = {}
+        self.decision_id: str | None = None
 
-    def emit(self, kind: str, props: dict[str, Any] | None = None, advance: float = 0.0) -> None:
+    def emit(
+        self, kind: str, props: dict[str, Any] | None = None, advance: float = 0.0, **extra: Any
+    ) -> None:
         self.t += timedelta(seconds=advance)
         context: dict[str, Any] = {"url": self.url, "user_agent": USER_AGENTS[self.device]}
         if not self.events:
@@ -182,18 +283,37 @@ class Visit:
                 "timestamp": self.t.isoformat().replace("+00:00", "Z"),
                 "properties": props or {},
                 "context": context,
+                **extra,
             }
         )
 
-    def play(self) -> list[dict[str, Any]]:
+    def adjusted(self, slot: str) -> bool:
+        return self.answers.get(slot, "default") != "default"
+
+    def click(self, element: str) -> None:
+        props: dict[str, Any] = {"element_id": element}
+        extra = (
+            {"decision_id": self.decision_id}
+            if self.decision_id and element in ("cta", "recommendations", "headline")
+            else {}
+        )
+        self.emit("click", props, 1, **extra)
+
+    def play(self, decider: "Callable[[Visit], None] | None" = None) -> list[dict[str, Any]]:
+        """Play the visit. With a decider, the page asks for a decision at the first page
+        view and the answers change behaviour: the planted effects the dashboards show."""
         rng, p = self.rng, self.persona
         self.emit("session_start")
-        for _ in range(rng.randint(*p.pages)):
+        for page in range(rng.randint(*p.pages)):
             path = rng.choice(PAGES)
             self.url = f"https://shop.example{path}"
             item = rng.choice(ITEMS) if path.startswith("/shop/") else None
             self.emit("page_view", {"path": path, **({"item_id": item} if item else {})}, 1)
+            if page == 0 and decider is not None:
+                decider(self)
             dwell = rng.uniform(*p.seconds_per_page)
+            if self.adjusted("headline"):
+                dwell *= 1.25  # planted: the adjusted headline keeps visitors reading longer
             speed = rng.uniform(*p.scroll_speed)
             depth_goal = rng.uniform(*p.max_depth)
             for depth in (25, 50, 75, 100):
@@ -206,10 +326,18 @@ class Visit:
                     {"section": section, "visible_ms": int(dwell * 1000 / 4)},
                     dwell / 6,
                 )
-            if rng.random() < p.click_rate:
+            # planted: the adjusted CTA and recommendations are clicked more often
+            cta_rate = p.click_rate * (1.6 if self.adjusted("cta") else 1.0)
+            if rng.random() < min(0.95, cta_rate):
                 self.emit("hover", {"element_id": "cta", "dwell_ms": rng.randint(200, 2500)}, 1)
-                self.emit("click", {"element_id": rng.choice(["cta", "nav", "reco"])}, 1)
-            if item and rng.random() < p.cart_rate:
+                self.click("cta")
+            reco_rate = p.click_rate * 0.4 * (1.5 if self.adjusted("recommendations") else 1.0)
+            if rng.random() < reco_rate:
+                self.click("recommendations")
+            if rng.random() < p.click_rate * 0.5:
+                self.click("nav")
+            cart_rate = p.cart_rate * (1.3 if self.adjusted("cta") else 1.0)
+            if item and rng.random() < cart_rate:
                 self.emit(
                     "add_to_cart",
                     {"item_id": item, "quantity": 1, "price": rng.choice([19.0, 49.0, 89.0])},
@@ -235,6 +363,8 @@ class SimulationTotals:
     duplicates: int = 0
     quarantined: int = 0
     dropped_no_consent: int = 0
+    decisions: int = 0
+    adjustments: int = 0
 
     def add(self, result: IngestResult, sent: int) -> None:
         self.sent += sent
@@ -244,17 +374,23 @@ class SimulationTotals:
         self.dropped_no_consent += result.dropped_no_consent
 
 
-def visitor_events(rng: random.Random, visitor: str, days: int, now: datetime) -> Iterator[dict]:
+def visits(rng: random.Random, visitor: str, days: int, now: datetime) -> Iterator[Visit]:
+    """A visitor's visits over the past ``days``, oldest first (each yet to be played)."""
     persona = _persona(rng)
     device = rng.choice(persona.devices)
     start = now - timedelta(days=rng.uniform(0, days), hours=rng.uniform(0, 2))
     first = True
     while start < now - timedelta(minutes=30):
-        yield from Visit(rng, visitor, persona, start, device, first).play()
+        yield Visit(rng, visitor, persona, start, device, first)
         first = False
         if rng.random() > persona.return_rate:
             break
         start += timedelta(days=rng.expovariate(1 / 5.0), hours=rng.uniform(1, 12))
+
+
+def visitor_events(rng: random.Random, visitor: str, days: int, now: datetime) -> Iterator[dict]:
+    for visit in visits(rng, visitor, days, now):
+        yield from visit.play()
 
 
 def _corrupt(rng: random.Random, event: dict) -> dict:
@@ -280,7 +416,10 @@ def simulate(
     refuse_share: float = 0.1,
     bad_share: float = 0.003,
     progress: Callable[[int], None] | None = None,
+    personalize: bool = False,
 ) -> SimulationTotals:
+    """Send the traffic. With ``personalize`` each visit asks ``decide`` at its first page
+    view (after its events so far are ingested, so signals are live) and applies the answer."""
     rng = random.Random(seed)
     now = timezone.now()
     policy = consent_selectors.policy_current(prop.pk)
@@ -307,8 +446,33 @@ def simulate(
                     purposes=granted,
                     method="banner",
                 )
-        for event in visitor_events(rng, visitor, days, now):
-            batch.append(_corrupt(rng, event) if rng.random() < bad_share else event)
+
+        def take(events: list[dict]) -> None:
+            for event in events:
+                batch.append(_corrupt(rng, event) if rng.random() < bad_share else event)
+
+        def decider(visit: Visit) -> None:
+            take(visit.events[visit.sent :])
+            visit.sent = len(visit.events)
+            flush()
+            result = decide(
+                prop,
+                DecideRequest(
+                    visit.visitor,
+                    visit.session,
+                    DEMO_SLOTS,
+                    {"url": visit.url, "user_agent": USER_AGENTS[visit.device]},
+                ),
+                now=visit.t,
+            )
+            totals.decisions += 1
+            totals.adjustments += sum(1 for a in result.answers.values() if not a.is_default)
+            visit.decision_id = str(result.decision_id)
+            visit.answers = {k: a.variant for k, a in result.answers.items()}
+
+        for visit in visits(rng, visitor, days, now):
+            visit.play(decider if personalize else None)
+            take(visit.events[visit.sent :])
             if len(batch) >= batch_size:
                 flush()
         totals.visitors += 1

@@ -63,9 +63,15 @@ def test_simulate_traffic__unknown_property__clear_error(db):
 
 
 def test_load_demo__creates_staff_property_and_traffic(db):
-    out = run("load_demo", "--visitors", "20", "--days", "5")
+    out = run("load_demo", "--visitors", "40", "--days", "5")
     assert "Admin login: admin / " in out
     prop = Property.objects.get(slug="demo-shop")
     assert Event.objects.filter(property=prop).exists()
+    # the storefront asked for decisions, got adjustments, and clicks answer them
+    from personalization.models import Adjustment, Decision
+
+    assert Decision.objects.filter(property=prop).exists()
+    assert Adjustment.objects.filter(property=prop, is_default=False).exists()
+    assert Event.objects.filter(property=prop, type="click", decision_id__isnull=False).exists()
     again = run("load_demo", "--visitors", "20", "--days", "5")
     assert "Demo property existed" in again

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from personalization.models import Property
 from personalization.permissions import ANALYSTS, MARKETING, PRIVACY_OFFICERS, role_grant
 from personalization.services.properties import property_create
+from personalization.simulation import demo_targeting
 
 DEMO_SLUG = "demo-shop"
 
@@ -45,6 +46,7 @@ class Command(BaseCommand):
             user.save()
             role_grant(user, prop, role)
         if keys:
+            demo_targeting(prop)
             call_command(
                 "simulate_traffic",
                 property=DEMO_SLUG,

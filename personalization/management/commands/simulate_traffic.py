@@ -16,6 +16,11 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=60)
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument(
+            "--no-decisions",
+            action="store_true",
+            help="Only send events; do not ask for decisions.",
+        )
+        parser.add_argument(
             "--refuse-share", type=float, default=0.1, help="Share of visitors who refuse consent."
         )
 
@@ -38,9 +43,11 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 refuse_share=options["refuse_share"],
                 progress=bar.update,
+                personalize=not options["no_decisions"],
             )
         self.stdout.write(
             f"{totals.visitors} visitors, {totals.sent} events sent: {totals.accepted} stored, "
             f"{totals.duplicates} duplicates, {totals.quarantined} quarantined, "
-            f"{totals.dropped_no_consent} dropped for lack of consent."
+            f"{totals.dropped_no_consent} dropped for lack of consent; "
+            f"{totals.decisions} decisions, {totals.adjustments} adjustments."
         )
