@@ -228,9 +228,9 @@ def apply_event(v: dict, s: dict, kind: str, ts: datetime, props: dict, context:
     s["last_ts"] = max(s["last_ts"], t)
     s["duration_s"] = round(s["last_ts"] - s["first_ts"], 3)
     v["last_event_ts"] = max(v.get("last_event_ts") or t, t)
-    times = s["event_times"]
-    times.append(t)
-    del times[: max(0, len(times) - 200)]
+    # Only the last two trend windows are ever read: keep the state small.
+    horizon = s["last_ts"] - 2 * TREND_WINDOW_S
+    s["event_times"] = [x for x in s["event_times"] if x > horizon] + [t]
     item = props.get("item_id")
     if kind == "page_view":
         s["page_views"] += 1

@@ -350,3 +350,44 @@ def test_events__huge_revenue__quarantined_not_crashing(shop, consent):
     event = make_event("purchase", properties={"revenue": 10**400})
     body = post(shop.client(), [event]).json()
     assert body["quarantined"] == 1 and body["errors"][0]["path"] == "properties.revenue"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events__concurrent_batches_sharing_visitors__all_stored_no_error(
+    postgres_only, make_shop, consent
+):
+    # Given eight visitors, and six batches that each touch all of them in a different order
+    import random
+
+    shop = make_shop()
+    visitors = [f"v-{n}" for n in range(8)]
+    for v in visitors:
+        consent(shop.prop, v)
+    batches = []
+    for seed in range(6):
+        order = visitors[:]
+        random.Random(seed).shuffle(order)
+        batches.append([make_event(visitor_id=v, session_id=f"s-{v}") for v in order * 3])
+    statuses: list[int] = []
+    barrier = threading.Barrier(len(batches))
+
+    def send(batch: list[dict]) -> None:
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {shop.pk}")
+        barrier.wait()
+        statuses.append(
+            client.post(URL, data=json.dumps({"events": batch}), content_type="application/json")
+            .status_code
+        )
+        connection.close()
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then no request failed and every event is stored and counted in the signals
+    assert statuses == [200] * 6
+    assert Event.objects.count() == 6 * 24
+    from personalization.models import Visitor
+
+    assert sorted(v.state["page_views"] for v in Visitor.objects.all()) == [18] * 8

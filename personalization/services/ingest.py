@@ -5,22 +5,33 @@ Invalid events are quarantined whole with their errors; events whose visitor has
 not granted the event's purpose are counted and never stored.
 """
 
+import copy
+import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import fastjsonschema
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 
 from .. import event_schemas, signals
-from ..db import increment_counters, insert_returning_new
+from ..db import (
+    from_db_datetime,
+    from_db_json,
+    increment_counters,
+    insert_returning_new,
+    insert_rows,
+    update_rows,
+    upsert_locked,
+)
 from ..models import (
     Event,
     EventType,
@@ -32,6 +43,9 @@ from ..models import (
     Session,
     Visitor,
 )
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,6 +60,15 @@ class Prepared:
     decision_id: uuid.UUID | None
     properties: dict
     context: dict
+
+
+@dataclass
+class VisitorRow:
+    pk: int
+    visitor_id: str
+    state: dict
+    first_seen: datetime
+    last_seen: datetime
 
 
 @dataclass
@@ -249,11 +272,35 @@ def events_ingest(
         else:
             rejected.append(item)
     to_store, _ = _gate(prop, prepared, result, fates, gpc=gpc, ip=ip)
-    with transaction.atomic():
-        _quarantine(prop, rejected, now, result, fates)
-        _persist(prop, to_store, now, result, fates)
-        _count_fates(prop, fates, now)
-    return result
+
+    def store() -> IngestResult:
+        attempt, counts = copy.deepcopy(result), fates.copy()
+        _quarantine(prop, rejected, now, attempt, counts)
+        _persist(prop, to_store, now, attempt, counts)
+        _count_fates(prop, counts, now)
+        return attempt
+
+    return atomic_retrying(store)
+
+
+DEADLOCK_ATTEMPTS = 3
+RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def atomic_retrying(work: Callable[[], T]) -> T:
+    """Run ``work`` in a transaction; rerun it whole when the database picked it as a
+    deadlock victim (it then changed nothing), instead of failing the request."""
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            with transaction.atomic():
+                return work()
+        except OperationalError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            nested = connection.in_atomic_block
+            if sqlstate not in RETRYABLE_SQLSTATES or nested or attempt == DEADLOCK_ATTEMPTS:
+                raise
+            logger.info("ingest transaction retried after %s (attempt %d)", sqlstate, attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -360,7 +407,7 @@ def _quarantine(
 
 def _store(
     prop: Property, items: list[Prepared], now: datetime
-) -> tuple[list[Prepared], dict[str, Visitor]]:
+) -> tuple[list[Prepared], dict[str, VisitorRow]]:
     rows = [
         {
             "property": prop.pk,
@@ -377,53 +424,75 @@ def _store(
         for p in items
     ]
     # Lock the visitors first: concurrent batches of one visitor fold signals in turn.
-    visitors = _visitors_locked(prop, {p.visitor_id for p in items}, now)
+    visitors = _visitors_locked(prop, items)
     new_ids = set(insert_returning_new(Event, rows, ["property", "event_id"], "event_id"))
     return [p for p in items if p.event_id in new_ids], visitors
 
 
-def _visitors_locked(prop: Property, visitor_ids: set[str], now: datetime) -> dict[str, Visitor]:
-    def fetch(ids: set[str]) -> dict[str, Visitor]:
-        query = Visitor.objects.filter(property=prop, visitor_id__in=ids).order_by("pk")
-        if connection.features.has_select_for_update:
-            query = query.select_for_update()
-        return {v.visitor_id: v for v in query}
-
-    found = fetch(visitor_ids)
-    missing = visitor_ids - set(found)
-    if missing:
-        Visitor.objects.bulk_create(
-            [
-                Visitor(
-                    property=prop,
-                    visitor_id=vid,
-                    first_seen=now,
-                    last_seen=now,
-                    state=signals.visitor_new(),
-                )
-                for vid in sorted(missing)
-            ],
-            ignore_conflicts=True,
+def _visitors_locked(prop: Property, items: list[Prepared]) -> dict[str, VisitorRow]:
+    """Create missing visitors and lock all of the batch's visitors, in sorted order."""
+    fresh = signals.visitor_new()
+    seen: dict[str, tuple[datetime, datetime]] = {}
+    for p in items:
+        first, last = seen.get(p.visitor_id, (p.timestamp, p.timestamp))
+        seen[p.visitor_id] = (min(first, p.timestamp), max(last, p.timestamp))
+    rows = upsert_locked(
+        Visitor,
+        [
+            {
+                "property": prop.pk,
+                "visitor_id": vid,
+                "first_seen": seen[vid][0],
+                "last_seen": seen[vid][1],
+                "state": fresh,
+            }
+            for vid in sorted(seen)
+        ],
+        conflict=["property", "visitor_id"],
+        touch="last_seen",
+        returning=["id", "visitor_id", "state", "first_seen", "last_seen"],
+    )
+    return {
+        vid: VisitorRow(
+            pk, vid, from_db_json(state), from_db_datetime(first), from_db_datetime(last)
         )
-        found.update(fetch(missing))
-    return found
+        for pk, vid, state, first, last in rows
+    }
 
 
-def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Visitor]) -> None:
+@dataclass
+class SessionRow:
+    pk: int | None
+    visitor_pk: int
+    session_id: str
+    started_at: datetime
+    last_event_at: datetime
+    ended_at: datetime | None
+    state: dict
+
+
+def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, VisitorRow]) -> None:
     """Fold stored events into sessions and visitors, in timestamp order."""
     if not stored:
         return
     visitors = {p.visitor_id: visitors[p.visitor_id] for p in stored}
     by_pk = {v.pk: v for v in visitors.values()}
-    current: dict[tuple[int, str], Session] = {}
-    for s in Session.objects.filter(
-        visitor_id__in=list(by_pk), session_id__in={p.session_id for p in stored}
-    ).order_by("visitor_id", "session_id", "-started_at"):
-        current.setdefault((s.visitor_id, s.session_id), s)  # type: ignore[attr-defined]
+    current: dict[tuple[int, str], SessionRow] = {}
+    rows = (
+        Session.objects.filter(
+            visitor_id__in=list(by_pk), session_id__in={p.session_id for p in stored}
+        )
+        .order_by("visitor_id", "session_id", "-started_at")
+        .values_list(
+            "pk", "visitor_id", "session_id", "started_at", "last_event_at", "ended_at", "state"
+        )
+    )
+    for row in rows:
+        current.setdefault((row[1], row[2]), SessionRow(*row))
 
     timeout = settings.SESSION_TIMEOUT_SECONDS
-    new_sessions: list[Session] = []
-    touched: dict[int, Session] = {}
+    new_sessions: list[SessionRow] = []
+    touched: dict[int, SessionRow] = {}
     for p in sorted(stored, key=lambda e: e.timestamp):
         visitor = visitors[p.visitor_id]
         key = (visitor.pk, p.session_id)
@@ -433,12 +502,13 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
             or session.ended_at is not None
             or signals.session_expired(session.last_event_at, p.timestamp, timeout)
         ):
-            session = Session(
-                property=prop,
-                visitor=visitor,
+            session = SessionRow(
+                pk=None,
+                visitor_pk=visitor.pk,
                 session_id=p.session_id,
                 started_at=p.timestamp,
                 last_event_at=p.timestamp,
+                ended_at=None,
                 state=signals.session_new(p.timestamp, p.context),
             )
             signals.visitor_open_session(visitor.state, session.state, p.timestamp)
@@ -456,9 +526,40 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
         visitor.first_seen = min(visitor.first_seen, p.timestamp)
         visitor.last_seen = max(visitor.last_seen, p.timestamp)
 
-    Session.objects.bulk_create(new_sessions)
-    if touched:
-        Session.objects.bulk_update(
-            list(touched.values()), ["started_at", "last_event_at", "ended_at", "state"]
-        )
-    Visitor.objects.bulk_update(list(visitors.values()), ["state", "first_seen", "last_seen"])
+    insert_rows(
+        Session,
+        [
+            {
+                "property": prop.pk,
+                "visitor": s.visitor_pk,
+                "session_id": s.session_id,
+                "started_at": s.started_at,
+                "last_event_at": s.last_event_at,
+                "ended_at": s.ended_at,
+                "state": s.state,
+            }
+            for s in new_sessions
+        ],
+    )
+    update_rows(
+        Session,
+        [
+            {
+                "pk": s.pk,
+                "started_at": s.started_at,
+                "last_event_at": s.last_event_at,
+                "ended_at": s.ended_at,
+                "state": s.state,
+            }
+            for s in touched.values()
+        ],
+        ["started_at", "last_event_at", "ended_at", "state"],
+    )
+    update_rows(
+        Visitor,
+        [
+            {"pk": v.pk, "state": v.state, "first_seen": v.first_seen, "last_seen": v.last_seen}
+            for v in visitors.values()
+        ],
+        ["state", "first_seen", "last_seen"],
+    )
