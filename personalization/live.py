@@ -95,6 +95,7 @@ def slot_metrics(property_id: int, slot_keys: set[str], now: datetime) -> dict[s
             .values_list("slot_key")
             .annotate(n=Count("id"))
         )
+        # Grouped for every element, filtered here: SQLite's JSON lookups cannot take __in.
         clicks = dict(
             Event.objects.filter(
                 property_id=property_id,
@@ -103,7 +104,6 @@ def slot_metrics(property_id: int, slot_keys: set[str], now: datetime) -> dict[s
                 decision_id__isnull=False,
             )
             .annotate(element=KeyTextTransform("element_id", "properties"))
-            .filter(element__in=missing)
             .values_list("element")
             .annotate(n=Count("id"))
         )
