@@ -375,8 +375,9 @@ def test_events__concurrent_batches_sharing_visitors__all_stored_no_error(
         client = Client(HTTP_AUTHORIZATION=f"Bearer {shop.pk}")
         barrier.wait()
         statuses.append(
-            client.post(URL, data=json.dumps({"events": batch}), content_type="application/json")
-            .status_code
+            client.post(
+                URL, data=json.dumps({"events": batch}), content_type="application/json"
+            ).status_code
         )
         connection.close()
 
