@@ -330,4 +330,5 @@ class VisitorAdmin(PropertyScopedAdmin):
 
 __all__ = ["ApiKeyKind"]
 
-from . import admin_targeting  # noqa: E402,F401  (registers the targeting admin)
+# The targeting and experiments admins register themselves on import.
+from . import admin_experiments, admin_targeting  # noqa: E402, F401, I001

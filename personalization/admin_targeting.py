@@ -110,28 +110,6 @@ class ScopedInline(admin.TabularInline):
         return self._holds(request, obj, self.change_perm)
 
 
-class VariantInline(ScopedInline):
-    model = Variant
-    form = VariantForm
-    extra = 1
-
-
-class SlotForm(forms.ModelForm):
-    class Meta:
-        model = Slot
-        fields = ["property", "key", "name", "description", "default_variant", "content_schema"]
-
-    def clean_content_schema(self) -> Any:
-        schema = self.cleaned_data.get("content_schema")
-        if schema in (None, {}):
-            return None
-        try:
-            event_schemas.schema_check(schema)
-        except event_schemas.SchemaDefinitionError as exc:
-            raise forms.ValidationError(str(exc)) from exc
-        return schema
-
-
 class VariantFormSet(forms.BaseInlineFormSet):
     def clean(self) -> None:
         super().clean()
@@ -155,7 +133,27 @@ class VariantFormSet(forms.BaseInlineFormSet):
             )
 
 
-VariantInline.formset = VariantFormSet
+class VariantInline(ScopedInline):
+    model = Variant
+    formset = VariantFormSet
+    form = VariantForm
+    extra = 1
+
+
+class SlotForm(forms.ModelForm):
+    class Meta:
+        model = Slot
+        fields = ["property", "key", "name", "description", "default_variant", "content_schema"]
+
+    def clean_content_schema(self) -> Any:
+        schema = self.cleaned_data.get("content_schema")
+        if schema in (None, {}):
+            return None
+        try:
+            event_schemas.schema_check(schema)
+        except event_schemas.SchemaDefinitionError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return schema
 
 
 @admin.register(Slot)
@@ -291,7 +289,7 @@ class RuleForm(forms.ModelForm):
 
 class RuleVersionInline(ScopedInline):
     model = RuleVersion
-    fields = ["version", "changed_at", "changed_by", "changes", "note"]
+    fields = ("version", "changed_at", "changed_by", "changes", "note")
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -38,7 +38,9 @@ class PersonalizationConfig(AppConfig):
             if property_id is not None:
                 config_bump(property_id)
 
-        for model in (Slot, Variant, Segment, SegmentMember, Rule):
+        from .models import Experiment, Goal, Rollout
+
+        for model in (Slot, Variant, Segment, SegmentMember, Rule, Experiment, Rollout, Goal):
             post_save.connect(bump, sender=model, dispatch_uid=f"bump-{model.__name__}")
             post_delete.connect(bump, sender=model, dispatch_uid=f"bump-del-{model.__name__}")
 

@@ -63,6 +63,7 @@ class SlotAnswer:
 
     @property
     def is_default(self) -> bool:
+        """A logged answer from no rule, experiment or rollout (a control is not a default)."""
         return self.kind == SourceKind.DEFAULT
 
     def source(self) -> dict[str, Any]:
@@ -172,6 +173,32 @@ def _matches(rule: CompiledRule, attributes: dict, ruleset: RuleSet) -> bool:
                 for bound in ("ctr_low", "ctr_high")
             )
     return rule.condition(attributes, ruleset.saved_groups)
+
+
+def _experiment_or_rollout(
+    ruleset: RuleSet, slot_key: str, attributes: dict, visitor_id: str, now: datetime
+) -> SlotAnswer | None:
+    """The slot's running experiment (first whose condition holds and that buckets the
+    visitor), else its active rollout that serves the visitor now."""
+    for exp in ruleset.experiments_by_slot.get(slot_key, []):
+        if exp.condition(attributes, ruleset.saved_groups):
+            variant = exp.assign(visitor_id)
+            if variant is not None:
+                return SlotAnswer(
+                    slot_key, variant, {}, SourceKind.EXPERIMENT, exp.key, None, exp.priority
+                )
+    for rollout in ruleset.rollouts_by_slot.get(slot_key, []):
+        if rollout.serves(visitor_id, now):
+            return SlotAnswer(
+                slot_key,
+                rollout.variant,
+                {},
+                SourceKind.ROLLOUT,
+                rollout.key,
+                None,
+                rollout.priority,
+            )
+    return None
 
 
 def _content(
@@ -286,9 +313,10 @@ def decide(
         if explain:
             for r in ruleset.rules_by_slot.get(slot_key, []):
                 state = "in schedule" if r.live_at(now) else "outside its schedule"
-                held = "holds" if r in candidates else "does not hold"
+                verdict = "holds" if r in candidates else "does not hold"
                 explain(
-                    f"{slot_key}: rule {r.key} (priority {r.priority}, {state}): condition {held}"
+                    f"{slot_key}: rule {r.key} (priority {r.priority}, {state}): "
+                    f"condition {verdict}"
                 )
         blanket = None if consented else CONSENT
         blanket = blanket or (HOLDOUT if holdout else None)
@@ -302,6 +330,26 @@ def decide(
                 continue
             result.suppressed.append(
                 {"slot": slot_key, "candidate": f"rule:{rule.key}", "reason": reason}
+            )
+        test = _experiment_or_rollout(ruleset, slot_key, attributes, request.visitor_id, now)
+        if test is not None and blanket is not None:
+            result.suppressed.append(
+                {"slot": slot_key, "candidate": f"{test.kind}:{test.key}", "reason": blanket}
+            )
+            test = None
+        if test is not None and (chosen is None or test.priority >= chosen.priority):
+            if chosen is not None:
+                result.suppressed.append(
+                    {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": CONFLICT}
+                )
+            test.content = _content(slot, test.variant, attributes, ruleset, prop, now)
+            result.answers[slot_key] = test
+            if explain:
+                explain(f"{slot_key}: {test.kind} {test.key} assigns {test.variant}")
+            continue
+        if test is not None:
+            result.suppressed.append(
+                {"slot": slot_key, "candidate": f"{test.kind}:{test.key}", "reason": CONFLICT}
             )
         held = sticky.get(slot_key)
         active_ids = {r.id for r in ruleset.rules_by_slot.get(slot_key, []) if r.live_at(now)}

@@ -15,13 +15,25 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 
+from . import bucketing
 from .conditions import (
     CompiledCondition,
     compile_condition,
     prepare_saved_groups,
     validate_condition,
 )
-from .models import Property, Rule, RuleStatus, Segment, SegmentMember, Slot
+from .models import (
+    Experiment,
+    ExperimentStatus,
+    Property,
+    Rollout,
+    RolloutStatus,
+    Rule,
+    RuleStatus,
+    Segment,
+    SegmentMember,
+    Slot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +82,52 @@ class CompiledRule:
 
 
 @dataclass(frozen=True)
+class CompiledExperiment:
+    id: int
+    key: str
+    slot: str
+    variants: tuple[str, ...]
+    ranges: tuple[tuple[float, float], ...]
+    condition: CompiledCondition
+    namespace: tuple[str, float, float] | None
+    seed: str
+    hash_version: int
+    priority: int
+
+    def assign(self, visitor_id: str) -> str | None:
+        """The visitor's variant, or None when outside the namespace or the coverage."""
+        if self.namespace is not None and not bucketing.in_namespace(visitor_id, self.namespace):
+            return None
+        n = bucketing.hash(self.seed, visitor_id, self.hash_version)
+        if n is None:
+            return None
+        index = bucketing.choose_variation(n, self.ranges)
+        return self.variants[index] if index >= 0 else None
+
+
+@dataclass(frozen=True)
+class CompiledRollout:
+    id: int
+    key: str
+    slot: str
+    variant: str
+    base_percent: float
+    steps: tuple[tuple[datetime, float], ...]
+    priority: int
+
+    def percent_at(self, now: datetime) -> float:
+        percent = self.base_percent
+        for at, step in self.steps:
+            if at <= now:
+                percent = step
+        return percent
+
+    def serves(self, visitor_id: str, now: datetime) -> bool:
+        n = bucketing.hash(f"rollout-{self.key}", visitor_id, 2)
+        return n is not None and n < self.percent_at(now) / 100
+
+
+@dataclass(frozen=True)
 class RuleSet:
     property_id: int
     version: int
@@ -78,6 +136,8 @@ class RuleSet:
     segments: list[tuple[str, CompiledCondition]]
     saved_groups: dict[str, Any]
     broken: dict[str, list[str]] = field(default_factory=dict)
+    experiments_by_slot: dict[str, list[CompiledExperiment]] = field(default_factory=dict)
+    rollouts_by_slot: dict[str, list[CompiledRollout]] = field(default_factory=dict)
 
     @property
     def metric_slots(self) -> set[str]:
@@ -194,6 +254,60 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
             compiled_segments.append(
                 (segment.key, compile_condition({"id": {"$inGroup": segment.key}}))
             )
+    experiments: dict[str, list[CompiledExperiment]] = {}
+    for exp in Experiment.objects.filter(
+        property_id=property_id, status=ExperimentStatus.RUNNING
+    ).select_related("slot"):
+        problems = validate_condition(exp.condition or {}, known_groups=saved_groups.keys())
+        if problems:
+            logger.warning("experiment %s skipped: %s", exp.key, "; ".join(problems))
+            broken[f"experiment:{exp.key}"] = problems
+            continue
+        weights = [float(v["weight"]) for v in exp.variants]
+        ranges = bucketing.get_bucket_ranges(len(weights), exp.coverage, weights)
+        experiments.setdefault(exp.slot.key, []).append(
+            CompiledExperiment(
+                id=exp.pk,
+                key=exp.key,
+                slot=exp.slot.key,
+                variants=tuple(str(v["variant"]) for v in exp.variants),
+                ranges=tuple((float(a), float(b)) for a, b in ranges),
+                condition=compile_condition(exp.condition or {}),
+                namespace=(
+                    (str(exp.namespace[0]), float(exp.namespace[1]), float(exp.namespace[2]))
+                    if exp.namespace
+                    else None
+                ),
+                seed=exp.seed,
+                hash_version=exp.hash_version,
+                priority=exp.priority,
+            )
+        )
+    rollouts: dict[str, list[CompiledRollout]] = {}
+    for rollout in Rollout.objects.filter(
+        property_id=property_id, status=RolloutStatus.ACTIVE
+    ).select_related("slot"):
+        from django.utils.dateparse import parse_datetime
+
+        steps = []
+        for step in rollout.schedule or []:
+            at = parse_datetime(str(step.get("at")))
+            if at is not None:
+                steps.append((at, float(step.get("percent", 0))))
+        rollouts.setdefault(rollout.slot.key, []).append(
+            CompiledRollout(
+                id=rollout.pk,
+                key=rollout.key,
+                slot=rollout.slot.key,
+                variant=rollout.variant,
+                base_percent=rollout.percent,
+                steps=tuple(sorted(steps)),
+                priority=rollout.priority,
+            )
+        )
+    for group in (experiments, rollouts):
+        for items in group.values():
+            items.sort(key=lambda x: (-x.priority, x.key))
     return RuleSet(
         property_id=property_id,
         version=version,
@@ -202,6 +316,8 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
         segments=compiled_segments,
         saved_groups=saved_groups,
         broken=broken,
+        experiments_by_slot=experiments,
+        rollouts_by_slot=rollouts,
     )
 
 

@@ -31,7 +31,7 @@ def demo_targeting(prop: Property) -> None:
     """The demo property's slots, segments and rules (idempotent)."""
     if Slot.objects.filter(property=prop, key="headline").exists():
         return
-    slots = {
+    slots: dict[str, dict[str, dict]] = {
         "headline": {
             "default": {"text": "New season, new shoes"},
             "short": {"text": "Shoes. Fast."},

@@ -16,3 +16,28 @@ def replay_quarantine_task(property_id: int, ids: list[int]) -> dict[str, int]:
         for name in totals:
             totals[name] += getattr(result, name)
     return totals
+
+
+@shared_task(acks_late=True)
+def experiment_snapshots_task() -> int:
+    """Snapshot the results of every running experiment (hourly). Idempotent per run."""
+    from .models import Experiment, ExperimentStatus
+    from .services.experiments import experiment_snapshot
+
+    count = 0
+    for experiment in Experiment.objects.filter(status=ExperimentStatus.RUNNING):
+        experiment_snapshot(experiment=experiment)
+        count += 1
+    return count
+
+
+@shared_task(acks_late=True)
+def rollout_guardrails_task() -> int:
+    """Check every active rollout's guardrail; halt the ramps that degrade it."""
+    from .models import Rollout, RolloutStatus
+    from .services.experiments import rollout_guardrail_check
+
+    return sum(
+        rollout_guardrail_check(rollout=r)
+        for r in Rollout.objects.filter(status=RolloutStatus.ACTIVE, guardrail__isnull=False)
+    )

@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
+from .experiments import ExperimentResultsView
 
 urlpatterns = [
     path("events", views.EventsView.as_view(), name="api-events"),
@@ -9,6 +10,11 @@ urlpatterns = [
     path("consent-policy", views.ConsentPolicyView.as_view(), name="api-consent-policy"),
     path("consent", views.ConsentView.as_view(), name="api-consent"),
     path("consent/<str:visitor_id>", views.ConsentDetailView.as_view(), name="api-consent-detail"),
+    path(
+        "experiments/<slug:key>/results",
+        ExperimentResultsView.as_view(),
+        name="api-experiment-results",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -7,6 +7,19 @@ from .events import (
     QuarantinedEvent,
     QuarantineStatus,
 )
+from .experiments import (
+    Experiment,
+    ExperimentGoal,
+    ExperimentSnapshot,
+    ExperimentStatus,
+    Goal,
+    GoalKind,
+    GoalMetric,
+    GoalRole,
+    History,
+    Rollout,
+    RolloutStatus,
+)
 from .properties import (
     ApiKey,
     ApiKeyKind,
@@ -32,6 +45,17 @@ from .targeting import (
 from .visitors import Session, Visitor
 
 __all__ = [
+    "Experiment",
+    "ExperimentGoal",
+    "ExperimentSnapshot",
+    "ExperimentStatus",
+    "Goal",
+    "GoalKind",
+    "GoalMetric",
+    "GoalRole",
+    "History",
+    "Rollout",
+    "RolloutStatus",
     "Adjustment",
     "Decision",
     "Rule",

@@ -1,0 +1,84 @@
+"""GET /api/v1/experiments/<key>/results — with a secret key, or as signed-in staff."""
+
+from typing import Any
+
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent.tenancy import properties_for
+
+from ..exceptions import ApplicationError
+from ..models import ApiKey, Experiment
+from ..services.experiments import experiment_results
+from .authentication import ApiKeyAuthentication
+from .serializers import ErrorSerializer
+
+
+class SecretKeyOrStaff(BasePermission):
+    """A secret key of the experiment's property, or staff who may read its dashboards."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, ApiKey):
+            if not request.auth.is_secret:
+                raise exceptions.PermissionDenied("Experiment results need a secret (sk_) key.")
+            return True
+        user = request.user
+        if user is not None and user.is_authenticated and user.is_staff:
+            return True
+        raise exceptions.NotAuthenticated("Send a secret key, or sign in as staff.")
+
+
+class ExperimentResultsView(APIView):
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [SecretKeyOrStaff]
+
+    def _experiment(self, request: Request, key: str) -> Experiment:
+        if isinstance(request.auth, ApiKey):
+            found = Experiment.objects.filter(property=request.auth.property, key=key)
+        else:
+            found = Experiment.objects.filter(
+                key=key, property__in=properties_for(request.user, "view_dashboards")
+            )
+            if request.query_params.get("property"):
+                found = found.filter(property__slug=request.query_params["property"])
+        matches = list(found[:2])
+        if not matches:
+            raise ApplicationError("not_found", f"No experiment {key!r} here.", status=404)
+        if len(matches) > 1:
+            raise ApplicationError(
+                "ambiguous",
+                "Several of your properties have this experiment: add ?property=<slug>.",
+            )
+        return matches[0]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("at", str, description="A date or time: the snapshot in force then."),
+            OpenApiParameter("property", str, description="Staff only: the property's slug."),
+        ],
+        responses={
+            200: dict,
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+        },
+        summary="An experiment's results",
+    )
+    def get(self, request: Request, key: str) -> Response:
+        experiment = self._experiment(request, key)
+        at = None
+        raw = request.query_params.get("at")
+        if raw:
+            at = parse_datetime(raw)
+            if at is None and parse_date(raw) is not None:
+                at = parse_datetime(f"{raw}T23:59:59+00:00")
+            if at is None:
+                raise ApplicationError("invalid_request", "?at= takes a date or an ISO time.")
+        return Response(experiment_results(experiment=experiment, at=at))

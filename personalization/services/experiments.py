@@ -1,0 +1,564 @@
+"""Experiments and rollouts: validate, start, stop, promote, kill; compute results.
+
+Results count, per variant, the visitors exposed (their first logged answer in the
+experiment) and each goal's value per visitor within the goal's attribution window
+after that first exposure. On PostgreSQL the summaries are one aggregate query per
+goal; elsewhere (the SQLite laptop default) the same numbers are computed in Python,
+and tests check the two agree.
+"""
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .. import stats
+from ..conditions import validate_condition
+from ..exceptions import ApplicationError
+from ..models import (
+    Adjustment,
+    Event,
+    Experiment,
+    ExperimentSnapshot,
+    ExperimentStatus,
+    Goal,
+    GoalKind,
+    GoalMetric,
+    GoalRole,
+    History,
+    Rollout,
+    RolloutStatus,
+    Rule,
+    RuleStatus,
+    Session,
+    Variant,
+)
+from .rules import rule_save
+
+RETURN_GAP = timedelta(minutes=30)
+
+
+def experiment_problems(
+    *,
+    slot_id: int | None,
+    variants: Any,
+    coverage: float,
+    namespace: Any,
+    condition: Any,
+    confidence: float,
+) -> dict[str, str]:
+    """What is wrong with an experiment's settings, by field (empty when it can run)."""
+    problems: dict[str, str] = {}
+    if not isinstance(variants, list) or len(variants) < 2:
+        problems["variants"] = "An experiment has a control and at least one treatment."
+    else:
+        keys, weights = [], []
+        for i, v in enumerate(variants):
+            if not isinstance(v, dict) or "variant" not in v or "weight" not in v:
+                problems["variants"] = f'Item {i} must be {{"variant": …, "weight": …}}.'
+                break
+            try:
+                weight = float(v["weight"])
+            except (TypeError, ValueError):
+                problems["variants"] = f"Item {i}: the weight must be a number."
+                break
+            if not 0 <= weight <= 1:
+                problems["variants"] = f"Item {i}: weights lie between 0 and 1."
+                break
+            keys.append(str(v["variant"]))
+            weights.append(weight)
+        else:
+            if not math.isclose(sum(weights), 1.0, abs_tol=1e-6):
+                problems["variants"] = f"The weights must sum to 1 (they sum to {sum(weights):g})."
+            elif len(set(keys)) != len(keys):
+                problems["variants"] = "Each variant appears once."
+            elif slot_id is not None:
+                known = set(Variant.objects.filter(slot_id=slot_id).values_list("key", flat=True))
+                missing = [k for k in keys if k not in known]
+                if missing:
+                    problems["variants"] = f"The slot has no variant {', '.join(missing)}."
+    if not 0 < coverage <= 1:
+        problems["coverage"] = "Coverage lies in (0, 1]."
+    if namespace:
+        ok = (
+            isinstance(namespace, list)
+            and len(namespace) == 3
+            and isinstance(namespace[0], str)
+            and all(isinstance(x, int | float) for x in namespace[1:])
+        )
+        if not ok:
+            problems["namespace"] = 'A namespace is ["name", start, end].'
+        elif not (0 <= namespace[1] < namespace[2] <= 1):
+            problems["namespace"] = "The namespace range must lie within [0, 1], start < end."
+    if condition:
+        found = validate_condition(condition)
+        if found:
+            problems["condition"] = "; ".join(found)
+    if not 0.5 < confidence < 1:
+        problems["confidence"] = "The confidence level lies between 0.5 and 1 (e.g. 0.95)."
+    return problems
+
+
+def _history(*, action: str, user: Any = None, evidence: dict | None = None, **target: Any) -> None:
+    History.objects.create(
+        action=action,
+        actor=user if getattr(user, "pk", None) else None,
+        evidence=evidence or {},
+        **target,
+    )
+
+
+@transaction.atomic
+def experiment_start(*, experiment: Experiment, user: Any = None) -> Experiment:
+    problems = experiment_problems(
+        slot_id=experiment.slot_id,
+        variants=experiment.variants,
+        coverage=experiment.coverage,
+        namespace=experiment.namespace,
+        condition=experiment.condition,
+        confidence=experiment.confidence,
+    )
+    if not experiment.goal_links.filter(role=GoalRole.PRIMARY).exists():
+        problems["goals"] = "Choose a primary goal."
+    if problems:
+        raise ApplicationError("invalid_experiment", "; ".join(problems.values()), details=problems)
+    experiment.status = ExperimentStatus.RUNNING
+    experiment.started_at = experiment.started_at or timezone.now()
+    experiment.save()
+    _history(action="started", user=user, experiment=experiment)
+    return experiment
+
+
+@transaction.atomic
+def experiment_stop(*, experiment: Experiment, user: Any = None) -> Experiment:
+    experiment.status = ExperimentStatus.STOPPED
+    experiment.stopped_at = timezone.now()
+    experiment.save()
+    _history(action="stopped", user=user, experiment=experiment)
+    return experiment
+
+
+@transaction.atomic
+def experiment_promote(
+    *, experiment: Experiment, variant: str, to: str = "rule", user: Any = None
+) -> Experiment:
+    """Make a stopped experiment's winner permanent: as a rule, or as the slot's default."""
+    if experiment.status != ExperimentStatus.STOPPED:
+        raise ApplicationError("not_stopped", "Stop the experiment before promoting a winner.")
+    if variant not in [str(v["variant"]) for v in experiment.variants]:
+        raise ApplicationError("unknown_variant", f"{variant!r} is not a variant of this test.")
+    if to == "default":
+        experiment.slot.default_variant = variant
+        experiment.slot.save()
+        evidence = {"slot_default": variant}
+    else:
+        rule = rule_save(
+            rule=Rule(
+                property=experiment.property,
+                key=f"{experiment.key}-winner"[:64],
+                name=f"Winner of {experiment.key}",
+                slot=experiment.slot,
+                variant=Variant.objects.get(slot=experiment.slot, key=variant),
+                condition=experiment.condition or {},
+                priority=experiment.priority,
+                status=RuleStatus.ACTIVE,
+            ),
+            user=user,
+            note=f"promoted from experiment {experiment.key}",
+        )
+        evidence = {"rule": rule.key}
+    experiment.winner = variant
+    experiment.save()
+    _history(
+        action=f"promoted to {to}",
+        user=user,
+        experiment=experiment,
+        evidence={"variant": variant, **evidence},
+    )
+    return experiment
+
+
+# --- summaries -------------------------------------------------------------------------
+
+
+@dataclass
+class Exposure:
+    variant: str
+    first_at: datetime
+    session_id: str
+
+
+def _exposures(experiment: Experiment, until: datetime) -> dict[str, Exposure]:
+    out: dict[str, Exposure] = {}
+    rows = (
+        Adjustment.objects.filter(
+            property_id=experiment.property_id,
+            source_kind="experiment",
+            source_key=experiment.key,
+            created_at__lte=until,
+        )
+        .order_by("visitor_id", "created_at")
+        .values_list("visitor_id", "variant_key", "created_at", "session_id")
+    )
+    for visitor, variant, at, session in rows.iterator(chunk_size=10_000):
+        out.setdefault(visitor, Exposure(variant, at, session))
+    return out
+
+
+def _value_python(goal: Goal, exposure: Exposure, events: list[tuple], sessions: list) -> float:
+    start, end = exposure.first_at, exposure.first_at + timedelta(hours=goal.window_hours)
+    if goal.kind == GoalKind.RETENTION:
+        late = exposure.first_at + RETURN_GAP
+        back = exposure.first_at + timedelta(days=goal.retention_days)
+        return float(
+            any(late < ts <= back and sid != exposure.session_id for _, ts, sid, _ in events)
+        )
+    if goal.metric == GoalMetric.SESSION_DURATION:
+        total = 0.0
+        for started, last in sessions:
+            if last > start and started < end:
+                total += (last - max(started, start)).total_seconds()
+        return total
+    matching = [
+        props
+        for kind, ts, _, props in events
+        if kind == goal.event_type
+        and start <= ts < end
+        and (not goal.element_id or props.get("element_id") == goal.element_id)
+    ]
+    if goal.metric == GoalMetric.REVENUE:
+        return float(sum(float(p.get("revenue", 0)) for p in matching))
+    if goal.kind == GoalKind.BINARY:
+        return float(bool(matching))
+    return float(len(matching))
+
+
+def summaries_python(
+    experiment: Experiment, goal: Goal, until: datetime
+) -> dict[str, tuple[int, float, float]]:
+    """Per variant: (users, sum, sum of squares) of the goal's value per exposed visitor."""
+    exposures = _exposures(experiment, until)
+    events: dict[str, list[tuple]] = defaultdict(list)
+    for row in Event.objects.filter(
+        property_id=experiment.property_id, visitor_id__in=list(exposures)
+    ).values_list("visitor_id", "type", "timestamp", "session_id", "properties"):
+        events[row[0]].append(row[1:])
+    sessions: dict[str, list] = defaultdict(list)
+    if goal.metric == GoalMetric.SESSION_DURATION:
+        for vid, started, last in Session.objects.filter(
+            property_id=experiment.property_id, visitor__visitor_id__in=list(exposures)
+        ).values_list("visitor__visitor_id", "started_at", "last_event_at"):
+            sessions[vid].append((started, last))
+    out: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    for vid, exposure in exposures.items():
+        value = _value_python(goal, exposure, events[vid], sessions[vid])
+        acc = out[exposure.variant]
+        acc[0] += 1
+        acc[1] += value
+        acc[2] += value * value
+    return {k: (int(v[0]), v[1], v[2]) for k, v in out.items()}
+
+
+def summaries_sql(
+    experiment: Experiment, goal: Goal, until: datetime
+) -> dict[str, tuple[int, float, float]]:
+    """The same as :func:`summaries_python`, in one PostgreSQL aggregate query."""
+    params: dict[str, Any] = {
+        "p": experiment.property_id,
+        "key": experiment.key,
+        "until": until,
+        "window": goal.window_hours * 3600,
+        "type": goal.event_type,
+        "element": goal.element_id,
+        "gap": RETURN_GAP.total_seconds(),
+        "back": goal.retention_days * 86400,
+    }
+    exposures = """
+        WITH ex AS (
+            SELECT DISTINCT ON (visitor_id) visitor_id, variant_key AS variant,
+                   created_at AS first_at, session_id
+            FROM personalization_adjustment
+            WHERE property_id = %(p)s AND source_kind = 'experiment' AND source_key = %(key)s
+              AND created_at <= %(until)s
+            ORDER BY visitor_id, created_at
+        )"""
+    element = "AND ev.properties->>'element_id' = %(element)s" if goal.element_id else ""
+    if goal.kind == GoalKind.RETENTION:
+        value = """(EXISTS (SELECT 1 FROM personalization_event ev
+                    WHERE ev.property_id = %(p)s AND ev.visitor_id = ex.visitor_id
+                      AND ev.session_id <> ex.session_id
+                      AND ev.timestamp > ex.first_at + %(gap)s * interval '1 second'
+                      AND ev.timestamp <= ex.first_at + %(back)s * interval '1 second'))::int"""
+        per_visitor = f"SELECT ex.variant, {value}::float8 AS v FROM ex"
+    elif goal.metric == GoalMetric.SESSION_DURATION:
+        per_visitor = """
+            SELECT ex.variant, COALESCE(SUM(EXTRACT(EPOCH FROM
+                       s.last_event_at - GREATEST(s.started_at, ex.first_at))), 0)::float8 AS v
+            FROM ex
+            JOIN personalization_visitor vi
+              ON vi.property_id = %(p)s AND vi.visitor_id = ex.visitor_id
+            LEFT JOIN personalization_session s
+              ON s.visitor_id = vi.id AND s.last_event_at > ex.first_at
+             AND s.started_at < ex.first_at + %(window)s * interval '1 second'
+            GROUP BY ex.visitor_id, ex.variant"""
+    else:
+        if goal.metric == GoalMetric.REVENUE:
+            agg = "COALESCE(SUM((ev.properties->>'revenue')::float8), 0)"
+        elif goal.kind == GoalKind.BINARY:
+            agg = "(COUNT(ev.id) > 0)::int"
+        else:
+            agg = "COUNT(ev.id)"
+        per_visitor = f"""
+            SELECT ex.variant, ({agg})::float8 AS v
+            FROM ex
+            LEFT JOIN personalization_event ev
+              ON ev.property_id = %(p)s AND ev.visitor_id = ex.visitor_id
+             AND ev.type = %(type)s {element}
+             AND ev.timestamp >= ex.first_at
+             AND ev.timestamp < ex.first_at + %(window)s * interval '1 second'
+            GROUP BY ex.visitor_id, ex.variant"""
+    sql = f"""{exposures}
+        SELECT variant, COUNT(*), COALESCE(SUM(v), 0), COALESCE(SUM(v * v), 0)
+        FROM ({per_visitor}) per_visitor GROUP BY variant"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0]: (int(row[1]), float(row[2]), float(row[3])) for row in cursor.fetchall()}
+
+
+def summaries(
+    experiment: Experiment, goal: Goal, until: datetime
+) -> dict[str, tuple[int, float, float]]:
+    if connection.vendor == "postgresql":
+        return summaries_sql(experiment, goal, until)
+    return summaries_python(experiment, goal, until)
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+def _variant_summary(kind: str, users: int, total: float, squares: float) -> stats.VariantSummary:
+    if kind == "continuous":
+        return stats.VariantSummary.continuous(users, total, squares)
+    return stats.VariantSummary.binary(users, int(round(total)))
+
+
+def _lift(row: stats.VariantResult) -> dict | None:
+    if row.lift is None:
+        return None
+    return {"relative": row.lift.relative, "ci_low": row.lift.ci_low, "ci_high": row.lift.ci_high}
+
+
+def _recommendation(goals: list[dict], srm_flagged: bool, enough: bool) -> str:
+    if not enough:
+        return "Not enough data yet: keep the experiment running."
+    if srm_flagged:
+        return "Sample ratio mismatch: check the assignment before trusting these results."
+    for goal in goals:
+        if goal["role"] == GoalRole.GUARDRAIL:
+            worse = [v["variant"] for v in goal["variants"] if v.get("verdict") == "worse"]
+            if worse:
+                return f"Stop {', '.join(worse)}: it degrades the guardrail {goal['key']}."
+    primary = next((g for g in goals if g["role"] == GoalRole.PRIMARY), None)
+    if primary:
+        better = [v for v in primary["variants"] if v.get("verdict") == "better"]
+        if better:
+            best = max(better, key=lambda v: (v["lift"] or {}).get("relative", 0))
+            return f"Ship {best['variant']}: it beats the control on {primary['key']}."
+        if all(v.get("verdict") in ("control", "inconclusive") for v in primary["variants"]):
+            return "No significant difference on the primary goal yet."
+    return "Keep running."
+
+
+def experiment_results_compute(experiment: Experiment, now: datetime | None = None) -> dict:
+    now = now or timezone.now()
+    keys = [str(v["variant"]) for v in experiment.variants]
+    weights = [float(v["weight"]) for v in experiment.variants]
+    alpha = 1 - experiment.confidence
+    links = list(experiment.goal_links.select_related("goal").order_by("role", "goal__key"))
+    analyses, goal_rows = [], []
+    users_per_variant = [0] * len(keys)
+    for link in links:
+        goal = link.goal
+        kind = "continuous" if goal.kind == GoalKind.CONTINUOUS else "binary"
+        sums = summaries(experiment, goal, now)
+        rows = [sums.get(k, (0, 0.0, 0.0)) for k in keys]
+        users_per_variant = [r[0] for r in rows]
+        if sum(users_per_variant) == 0:
+            continue
+        analysis = stats.analyze_goal(
+            [_variant_summary(kind, *r) for r in rows],
+            method=experiment.method,  # type: ignore[arg-type]
+            alpha=alpha,
+            inverse=goal.inverse,
+            min_users=experiment.min_users,
+            correction=experiment.correction,  # type: ignore[arg-type]
+        )
+        analyses.append((link, goal, kind, analysis))
+    if not analyses:
+        return {
+            "experiment": experiment.key,
+            "snapshot_at": now.isoformat(),
+            "method": experiment.method,
+            "srm_p_value": None,
+            "recommendation": "Not enough data yet: no visitor has been exposed.",
+            "goals": [],
+            "enough_data": False,
+        }
+    combined = stats.analyze_experiment(
+        users_per_variant,
+        weights,
+        [a for *_, a in analyses],
+        correction=experiment.correction,  # type: ignore[arg-type]
+    )
+    enough = all(g.minimum_sample_reached for g in combined.goals)
+    for (link, goal, kind, _), analysis in zip(analyses, combined.goals, strict=True):
+        variants = []
+        for key, row in zip(keys, analysis.variants, strict=True):
+            variants.append(
+                {
+                    "variant": key,
+                    "users": row.users,
+                    **(
+                        {"conversions": row.conversions} if kind == "binary" else {"mean": row.mean}
+                    ),
+                    "rate": row.mean,
+                    "lift": None if row.is_control else _lift(row),
+                    **({"lift_reason": row.lift_reason} if row.lift_reason else {}),
+                    "p_value": row.p_value,
+                    "p_value_adjusted": row.p_value_adjusted,
+                    "chance_to_win": row.chance_to_win,
+                    "verdict": row.verdict,
+                }
+            )
+        goal_rows.append(
+            {
+                "key": goal.key,
+                "kind": goal.kind,
+                "role": link.role,
+                "cuped": analysis.cuped,
+                "variants": variants,
+            }
+        )
+    return {
+        "experiment": experiment.key,
+        "snapshot_at": now.isoformat(),
+        "method": experiment.method,
+        "srm_p_value": combined.srm.p_value,
+        "srm_flagged": combined.srm.flagged,
+        "recommendation": _recommendation(goal_rows, combined.srm.flagged, enough),
+        "goals": goal_rows,
+        "enough_data": enough,
+    }
+
+
+def experiment_snapshot(
+    *, experiment: Experiment, now: datetime | None = None
+) -> ExperimentSnapshot:
+    now = now or timezone.now()
+    results = experiment_results_compute(experiment, now)
+    return ExperimentSnapshot.objects.create(
+        experiment=experiment, computed_at=now, results=results
+    )
+
+
+def experiment_results(*, experiment: Experiment, at: datetime | None = None) -> dict:
+    """The snapshot in force at ``at``; without ``at``, fresh results (and a new snapshot)."""
+    if at is not None:
+        snapshot = experiment.snapshots.filter(computed_at__lte=at).order_by("-computed_at").first()
+        if snapshot is None:
+            raise ApplicationError(
+                "no_snapshot", f"No results had been computed by {at.isoformat()}.", status=404
+            )
+        return snapshot.results
+    return experiment_snapshot(experiment=experiment).results
+
+
+# --- rollouts --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def rollout_kill(*, rollout: Rollout, user: Any = None) -> Rollout:
+    """Turn a rollout off for everyone; serving processes see it on their next decision."""
+    rollout.status = RolloutStatus.KILLED
+    rollout.save()  # post_save bumps the property's configuration version
+    _history(action="killed", user=user, rollout=rollout)
+    return rollout
+
+
+def rollout_guardrail_check(*, rollout: Rollout, now: datetime | None = None) -> bool:
+    """Halt the ramp when the guardrail goal is significantly worse for the rollout's
+    visitors than for the others; record the evidence and mail the owner. True if halted."""
+    from django.core.mail import send_mail
+
+    if rollout.status != RolloutStatus.ACTIVE or rollout.guardrail is None:
+        return False
+    now = now or timezone.now()
+    goal = rollout.guardrail
+    served, others = _rollout_groups(rollout, goal, now)
+    kind = "continuous" if goal.kind == GoalKind.CONTINUOUS else "binary"
+    if min(served[0], others[0]) < 2:
+        return False
+    analysis = stats.analyze_goal(
+        [_variant_summary(kind, *others), _variant_summary(kind, *served)],
+        inverse=goal.inverse,
+        min_users=1,
+    )
+    row = analysis.variants[1]
+    if row.verdict != "worse":
+        return False
+    rollout.status = RolloutStatus.HALTED
+    rollout.save()
+    evidence = {
+        "goal": goal.key,
+        "served_users": served[0],
+        "other_users": others[0],
+        "served_mean": row.mean,
+        "control_mean": analysis.variants[0].mean,
+        "p_value": row.p_value,
+        "lift": _lift(row),
+    }
+    _history(action="halted by guardrail", rollout=rollout, evidence=evidence)
+    if rollout.owner and rollout.owner.email:
+        send_mail(
+            f"Rollout {rollout.key} halted",
+            f"The guardrail {goal.key} degraded significantly: {evidence}",
+            None,
+            [rollout.owner.email],
+        )
+    return True
+
+
+def _rollout_groups(
+    rollout: Rollout, goal: Goal, now: datetime
+) -> tuple[tuple[int, float, float], tuple[int, float, float]]:
+    """Visitors who got the rollout's answer against those who got another answer of the
+    same slot, each with the guardrail's value after their first answer."""
+    first: dict[str, tuple[bool, datetime, str]] = {}
+    for vid, kind, key, at, sid in (
+        Adjustment.objects.filter(
+            property_id=rollout.property_id,
+            slot_key=rollout.slot.key,
+            created_at__gte=now - timedelta(days=30),
+        )
+        .order_by("created_at")
+        .values_list("visitor_id", "source_kind", "source_key", "created_at", "session_id")
+    ):
+        first.setdefault(vid, (kind == "rollout" and key == rollout.key, at, sid))
+    events: dict[str, list[tuple]] = defaultdict(list)
+    for row in Event.objects.filter(
+        property_id=rollout.property_id, visitor_id__in=list(first)
+    ).values_list("visitor_id", "type", "timestamp", "session_id", "properties"):
+        events[row[0]].append(row[1:])
+    groups = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}
+    for vid, (served, at, sid) in first.items():
+        value = _value_python(goal, Exposure("", at, sid), events[vid], [])
+        acc = groups[served]
+        acc[0] += 1
+        acc[1] += value
+        acc[2] += value * value
+    s, o = groups[True], groups[False]
+    return (int(s[0]), s[1], s[2]), (int(o[0]), o[1], o[2])
