@@ -27,6 +27,49 @@ from .services.rules import rule_save
 DEMO_SLOTS = ["headline", "cta", "recommendations", "newsletter_popup", "layout"]
 
 
+def demo_experiment(prop: Property) -> None:
+    """A running headline test with a planted effect, so the results show a verdict."""
+    from .models import Experiment, ExperimentGoal, Goal
+    from .services.experiments import experiment_start
+
+    click = Goal.objects.create(
+        property=prop,
+        key="cta-click",
+        name="Clicks the CTA",
+        kind="binary",
+        event_type="click",
+        element_id="cta",
+        window_hours=24,
+    )
+    revenue = Goal.objects.create(
+        property=prop,
+        key="revenue",
+        name="Revenue per visitor",
+        kind="continuous",
+        metric="revenue",
+        event_type="purchase",
+        window_hours=72,
+    )
+    back = Goal.objects.create(
+        property=prop,
+        key="returns-7d",
+        name="Returns within 7 days",
+        kind="retention",
+        retention_days=7,
+    )
+    test = Experiment.objects.create(
+        property=prop,
+        key="headline-test",
+        name="Short headline",
+        slot=Slot.objects.get(property=prop, key="headline"),
+        variants=[{"variant": "default", "weight": 0.5}, {"variant": "short", "weight": 0.5}],
+        min_users=100,
+    )
+    for goal, role in ((click, "primary"), (revenue, "secondary"), (back, "guardrail")):
+        ExperimentGoal.objects.create(experiment=test, goal=goal, role=role)
+    experiment_start(experiment=test)
+
+
 def demo_targeting(prop: Property) -> None:
     """The demo property's slots, segments and rules (idempotent)."""
     if Slot.objects.filter(property=prop, key="headline").exists():
@@ -103,6 +146,7 @@ def demo_targeting(prop: Property) -> None:
         ),
         ("mobile-list-layout", "layout", "list", 20, {"session.device_type": "mobile"}, {}),
     ]
+    demo_experiment(prop)
     for key, slot_key, variant, priority, condition, extra in rules:
         rule_save(
             rule=Rule(
@@ -328,6 +372,8 @@ class Visit:
                 )
             # planted: the adjusted CTA and recommendations are clicked more often
             cta_rate = p.click_rate * (1.6 if self.adjusted("cta") else 1.0)
+            if self.adjusted("headline"):
+                cta_rate *= 1.8  # planted: the short headline sends readers to the CTA
             if rng.random() < min(0.95, cta_rate):
                 self.emit("hover", {"element_id": "cta", "dwell_ms": rng.randint(200, 2500)}, 1)
                 self.click("cta")

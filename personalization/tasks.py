@@ -22,11 +22,13 @@ def replay_quarantine_task(property_id: int, ids: list[int]) -> dict[str, int]:
 def experiment_snapshots_task() -> int:
     """Snapshot the results of every running experiment (hourly). Idempotent per run."""
     from .models import Experiment, ExperimentStatus
-    from .services.experiments import experiment_snapshot
+    from .services.experiments import experiment_reallocate, experiment_snapshot
 
     count = 0
     for experiment in Experiment.objects.filter(status=ExperimentStatus.RUNNING):
-        experiment_snapshot(experiment=experiment)
+        snapshot = experiment_snapshot(experiment=experiment)
+        if experiment.bandit:
+            experiment_reallocate(experiment=experiment, results=snapshot.results)
         count += 1
     return count
 

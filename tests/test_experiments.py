@@ -430,3 +430,16 @@ def test_summaries__sql_and_python__agree(postgres_only, lab):
             assert sql[key] == pytest.approx(python[key]), (goal.key, key)
         assert any(total > 0 for _, total, _ in sql.values()), goal.key
     assert is_postgres()
+
+
+def test_bandit__reallocation__moves_traffic_to_the_better_arm(lab):
+    from personalization.services.experiments import experiment_reallocate
+
+    exp = make_experiment(lab, min_users=5, bandit=True, bandit_min_share=0.1)
+    _run_experiment(lab, n=300, lift=0.3)
+    weights = experiment_reallocate(experiment=exp, results=experiment_results(experiment=exp))
+    assert weights[1] > 0.8 and weights[0] >= 0.1 - 1e-9
+    assert abs(sum(weights) - 1) < 1e-6
+    exp.refresh_from_db()
+    assert [v["weight"] for v in exp.variants] == weights
+    assert History.objects.filter(experiment=exp, action="reallocated").exists()

@@ -477,6 +477,36 @@ def experiment_results(*, experiment: Experiment, at: datetime | None = None) ->
     return experiment_snapshot(experiment=experiment).results
 
 
+@transaction.atomic
+def experiment_reallocate(*, experiment: Experiment, results: dict, seed: int = 0) -> list[float]:
+    """Bandit: move traffic by Thompson sampling on the primary goal's conversions, each
+    arm keeping its minimum share. Records the new weights in the history."""
+    primary = next((g for g in results.get("goals", []) if g["role"] == GoalRole.PRIMARY), None)
+    if primary is None or primary["kind"] != GoalKind.BINARY:
+        return [float(v["weight"]) for v in experiment.variants]
+    arms = [
+        stats.VariantSummary.binary(int(v["users"]), int(v.get("conversions") or 0))
+        for v in primary["variants"]
+    ]
+    allocation = stats.thompson_weights(arms, min_share=experiment.bandit_min_share, seed=seed)
+    experiment.variants = [
+        {**v, "weight": round(w, 6)}
+        for v, w in zip(experiment.variants, allocation.weights, strict=True)
+    ]
+    total = sum(v["weight"] for v in experiment.variants)
+    experiment.variants[0]["weight"] = round(experiment.variants[0]["weight"] + 1 - total, 6)
+    experiment.save()  # bumps the configuration: every process buckets with the new weights
+    _history(
+        action="reallocated",
+        experiment=experiment,
+        evidence={
+            "weights": [v["weight"] for v in experiment.variants],
+            "probability_best": allocation.probability_best,
+        },
+    )
+    return [v["weight"] for v in experiment.variants]
+
+
 # --- rollouts --------------------------------------------------------------------------
 
 
