@@ -2,12 +2,26 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from django.core.cache import cache
+from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.utils import timezone
 
+from . import registry
 from .hashing import visitor_key
-from .models import ConsentPolicy, ConsentRecord
+from .models import (
+    CLOSED_STATUSES,
+    AuditEntry,
+    AuditKind,
+    ConsentPolicy,
+    ConsentRecord,
+    PrivacyRequest,
+    RetentionPolicy,
+    Suppression,
+)
+from .tenancy import property_model
 
 POLICY_CACHE_SECONDS = 5
 
@@ -19,6 +33,8 @@ class EffectiveConsent:
     reconsent_required: bool = False
     updated_at: datetime | None = None
     record_id: int | None = None
+    # Erased (or otherwise suppressed): nothing is granted, whatever a record says.
+    suppressed: bool = False
 
     def allows(self, purpose: str) -> bool:
         return self.purposes.get(purpose, False)
@@ -54,6 +70,14 @@ def _effective(record: ConsentRecord | None, current: ConsentPolicy | None) -> E
         return EffectiveConsent(
             policy_version=None, purposes=dict.fromkeys(keys, False), reconsent_required=True
         )
+    if getattr(record, "suppressed", False):
+        return EffectiveConsent(
+            policy_version=record.policy.version,
+            purposes=dict.fromkeys(keys, False),
+            updated_at=record.created_at,
+            record_id=record.pk,
+            suppressed=True,
+        )
     granted = set(record.granted)
     record_keys = set(record.policy.purpose_keys)
     # Until the visitor is asked again, only what both versions allow is in force.
@@ -68,7 +92,11 @@ def _effective(record: ConsentRecord | None, current: ConsentPolicy | None) -> E
 
 
 def consents_effective(property_id: int, visitor_ids: Iterable[str]) -> dict[str, EffectiveConsent]:
-    """The effective consent of each visitor, in one query whatever their number."""
+    """The effective consent of each visitor, in one query whatever their number.
+
+    A visitor on the suppression list grants nothing. Only a visitor with a record
+    could grant anything, so the list is read as a subquery of the same query.
+    """
     ids = set(visitor_ids)
     if not ids:
         return {}
@@ -78,6 +106,13 @@ def consents_effective(property_id: int, visitor_ids: Iterable[str]) -> dict[str
     records = (
         ConsentRecord.objects.filter(property_id=property_id, visitor_key__in=list(keys))
         .select_related("policy")
+        .annotate(
+            suppressed=Exists(
+                Suppression.objects.filter(
+                    property_id=property_id, visitor_key=OuterRef("visitor_key")
+                )
+            )
+        )
         .order_by("visitor_key", "-id")
     )
     for record in records:
@@ -96,3 +131,174 @@ def consent_history(property_id: int, visitor_id: str) -> list[ConsentRecord]:
         .select_related("policy")
         .order_by("id")
     )
+
+
+def suppressed_visitors(property_id: int, visitor_ids: Iterable[str]) -> set[str]:
+    """Which of these raw ids are on the suppression list (erased or opted out)."""
+    keys = {visitor_key(property_id, vid): vid for vid in set(visitor_ids)}
+    if not keys:
+        return set()
+    found = Suppression.objects.filter(property_id=property_id, visitor_key__in=list(keys))
+    return {keys[k] for k in found.values_list("visitor_key", flat=True)}
+
+
+def training_excluded_keys(property_id: int) -> set[str]:
+    """Keyed hashes of the visitors no model may be trained on (models compare keyed ids)."""
+    return set(
+        Suppression.objects.filter(property_id=property_id, exclude_from_training=True)
+        .values_list("visitor_key", flat=True)
+        .iterator()
+    )
+
+
+# Retention ----------------------------------------------------------------------------
+
+RETENTION_DEFAULTS: dict[str, int] = {
+    "raw_events": 395,
+    "quarantine": 30,
+    "adjustment_log": 395,
+    "survey_answers": 730,
+}
+
+
+def retention_periods(property_id: int) -> dict[str, int]:
+    """Days kept per retention kind. Without a policy row, raw events follow the property's
+    own ``retention_days`` (the age ingestion refuses), the rest the defaults."""
+    policy = RetentionPolicy.objects.filter(property_id=property_id).first()
+    if policy is not None:
+        return {
+            "raw_events": policy.raw_events_days,
+            "quarantine": policy.quarantine_days,
+            "adjustment_log": policy.adjustment_log_days,
+            "survey_answers": policy.survey_answers_days,
+        }
+    days = dict(RETENTION_DEFAULTS)
+    prop_days = (
+        property_model()
+        ._default_manager.filter(pk=property_id)
+        .values_list("retention_days", flat=True)
+        .first()
+    )
+    if prop_days:
+        days["raw_events"] = int(prop_days)
+    return days
+
+
+def retention_period(property_id: int, kind: str) -> int:
+    return retention_periods(property_id)[kind]
+
+
+# Data-subject requests ----------------------------------------------------------------
+
+DUE_SOON_DAYS = 7
+
+
+def visitor_known(property_id: int, visitor_id: str) -> bool:
+    """Whether any store an access export reads holds a row about this visitor."""
+    return any(
+        store.queryset_for(property_id, visitor_id).exists()
+        for store in registry.stores()
+        if store.export and store.exporter is None
+    )
+
+
+def request_open_for(property_id: int, visitor_id: str, kind: str) -> PrivacyRequest | None:
+    return (
+        PrivacyRequest.objects.filter(
+            property_id=property_id, visitor_key=visitor_key(property_id, visitor_id), kind=kind
+        )
+        .exclude(status__in=CLOSED_STATUSES)
+        .order_by("id")
+        .first()
+    )
+
+
+def days_left(request: PrivacyRequest, today: date | None = None) -> int:
+    return (request.due_date - (today or timezone.now().date())).days
+
+
+def deadline_flag(request: PrivacyRequest, today: date | None = None) -> str:
+    """'overdue', 'due_soon' (within 7 days) or '' for an open request; '' once closed."""
+    if not request.is_open:
+        return ""
+    left = days_left(request, today)
+    if left < 0:
+        return "overdue"
+    if left <= DUE_SOON_DAYS:
+        return "due_soon"
+    return ""
+
+
+def requests_for(properties: QuerySet, **filters: Any) -> QuerySet[PrivacyRequest]:
+    """The officer's queue: open requests first, by due date."""
+    return (
+        PrivacyRequest.objects.filter(property__in=properties, **filters)
+        .select_related("property", "assignee")
+        .annotate(closed=_closed())
+        .order_by("closed", "due_date", "id")
+    )
+
+
+def _closed() -> Case:
+    return Case(
+        When(status__in=CLOSED_STATUSES, then=Value(1)),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+def request_audit_trail(request: PrivacyRequest) -> list[AuditEntry]:
+    return list(
+        AuditEntry.objects.filter(target=f"privacy_request:{request.pk}")
+        .select_related("actor")
+        .order_by("at", "id")
+    )
+
+
+def audit_entries_for(privacy_properties: QuerySet, config_properties: QuerySet) -> QuerySet:
+    """Privacy entries of the properties an officer holds, configuration entries of those
+    marketing holds (DESIGN.md: each role reads its own part of the log)."""
+    return AuditEntry.objects.filter(
+        Q(kind=AuditKind.PRIVACY, property__in=privacy_properties)
+        | Q(kind=AuditKind.CONFIGURATION, property__in=config_properties)
+    )
+
+
+def request_by_public_id(property_id: int, public_id: Any) -> PrivacyRequest | None:
+    return (
+        PrivacyRequest.objects.filter(property_id=property_id, public_id=public_id)
+        .select_related("export")
+        .first()
+    )
+
+
+def request_public(request: PrivacyRequest) -> dict[str, Any]:
+    """What the storefront may read about its request (no visitor id, no contact)."""
+    export = getattr(request, "export", None) if request.kind == "access" else None
+    return {
+        "id": str(request.public_id),
+        "kind": request.kind,
+        "regulation": request.regulation,
+        "status": request.status,
+        "received_at": request.received_at,
+        "due_at": request.due_date,
+        "days_left": days_left(request) if request.is_open else None,
+        "extended": request.extended_at is not None,
+        "extension_reason": request.extension_reason or None,
+        "denial_reason": request.denial_reason or None,
+        "completed_at": request.completed_at,
+        "export": (
+            {
+                "status": export.status,
+                "progress": {
+                    "stores_done": export.stores_done,
+                    "stores_total": export.stores_total,
+                },
+                "expires_at": export.expires_at,
+                "token": str(export.token) if export.status == "ready" else None,
+            }
+            if export is not None
+            else None
+        ),
+        "receipt": request.receipt,
+    }

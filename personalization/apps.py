@@ -50,6 +50,7 @@ class PersonalizationConfig(AppConfig):
                 model=Event,
                 visitor_field="visitor_id",
                 time_field="timestamp",
+                retention="raw_events",
                 description="Stored behaviour events.",
             ),
             registry.VisitorStore(
@@ -57,6 +58,7 @@ class PersonalizationConfig(AppConfig):
                 model=QuarantinedEvent,
                 visitor_field="visitor_id",
                 time_field="received_at",
+                retention="quarantine",
                 description="Events that failed validation, kept whole.",
             ),
             registry.VisitorStore(
@@ -64,6 +66,7 @@ class PersonalizationConfig(AppConfig):
                 model=Visitor,
                 visitor_field="visitor_id",
                 time_field="last_seen",
+                retention="raw_events",
                 description="Visitors and their live signals.",
             ),
             registry.VisitorStore(
@@ -71,6 +74,7 @@ class PersonalizationConfig(AppConfig):
                 model=Session,
                 visitor_field="visitor__visitor_id",
                 time_field="last_event_at",
+                retention="raw_events",
                 description="Sessions and their live signals.",
             ),
             registry.VisitorStore(
@@ -78,6 +82,7 @@ class PersonalizationConfig(AppConfig):
                 model=Decision,
                 visitor_field="visitor_id",
                 time_field="created_at",
+                retention="adjustment_log",
                 description="The decision log: answers, signals read, suppressed candidates.",
             ),
             registry.VisitorStore(
@@ -85,6 +90,7 @@ class PersonalizationConfig(AppConfig):
                 model=Adjustment,
                 visitor_field="visitor_id",
                 time_field="created_at",
+                retention="adjustment_log",
                 description="Each slot's logged answer.",
             ),
             registry.VisitorStore(
@@ -98,6 +104,7 @@ class PersonalizationConfig(AppConfig):
                 model=RuleCounter,
                 visitor_field="visitor_id",
                 time_field="last_applied_at",
+                retention="adjustment_log",
                 description="Cooldown and frequency-cap counters.",
             ),
             registry.VisitorStore(
@@ -105,6 +112,7 @@ class PersonalizationConfig(AppConfig):
                 model=SessionBudget,
                 visitor_field="visitor_id",
                 time_field="updated_at",
+                retention="adjustment_log",
                 description="Adjustments per session and sticky variants.",
             ),
         ):

@@ -261,6 +261,13 @@ def decide(
         )
     consent = consent_selectors.consent_effective(prop.pk, request.visitor_id)
     consented = consent.allows("personalization")
+    if consent.suppressed:
+        # An erased or opted-out visitor: defaults, and nothing stored that names them.
+        _all_defaults(result, ruleset, known, {"visitor": {}, "segments": []}, prop, now)
+        result.logged = False
+        if explain:
+            explain("visitor is on the suppression list (erased or opted out): defaults")
+        return result
     signals = visitor_signals_get(prop, request.visitor_id, request.session_id, now)
     attributes = _attributes(request, signals, ruleset, prop, now)
     holdout = in_holdout(prop, request.visitor_id)

@@ -8,6 +8,7 @@ through ``DATABASE_URL`` and ``TASKS_IN_PROCESS``.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -62,6 +63,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Names the route for GPC evidence written inside services (consent/context.py).
+    "consent.middleware.RequestRouteMiddleware",
 ]
 
 ROOT_URLCONF = "personalization.urls"
@@ -122,6 +125,10 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
+# Access-export archives: MEDIA_ROOT/PRIVACY_EXPORT_DIR/<property>/<token>.zip, never served
+# as static media; downloaded through the officers' view, for this many hours.
+PRIVACY_EXPORT_DIR = env.str("PRIVACY_EXPORT_DIR", default="privacy-exports")
+PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=7 * 24)
 
 LOGIN_URL = "admin:login"
 
@@ -168,7 +175,24 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "consent-retention-purge": {
+        "task": "consent.tasks.retention_purge_task",
+        "schedule": crontab(hour=3, minute=15),
+    },
+    "consent-exports-expire": {
+        "task": "consent.tasks.exports_expire_task",
+        "schedule": crontab(minute=5),
+    },
+    "experiment-snapshots": {
+        "task": "personalization.tasks.experiment_snapshots_task",
+        "schedule": crontab(minute=0),
+    },
+    "rollout-guardrails": {
+        "task": "personalization.tasks.rollout_guardrails_task",
+        "schedule": crontab(minute="*/15"),
+    },
+}
 
 # Event ingestion.
 EVENTS_MAX_BATCH = 500

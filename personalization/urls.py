@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("personalization.api.urls")),
     path("dashboard/", include("dashboard.urls")),
+    path("privacy/", include("consent.urls")),
 ]
 
 handler404 = "personalization.urls.not_found"

@@ -126,3 +126,52 @@ class DecideOutputSerializer(serializers.Serializer):
     slots = serializers.DictField(child=SlotAnswerSerializer())
     suppressed = SuppressedSerializer(many=True)
     unknown_slots = serializers.ListField(child=serializers.CharField())
+
+
+class PrivacyRequestInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["access", "erasure", "opt_out"])
+    visitor_id = serializers.CharField(max_length=128)
+    regulation = serializers.ChoiceField(choices=["gdpr", "ccpa"])
+    contact = serializers.CharField(
+        max_length=254, required=False, allow_blank=True, help_text="How to reach the requester."
+    )
+
+
+class PrivacyRequestCreatedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    due_at = serializers.DateField()
+    merged = serializers.BooleanField(
+        required=False, help_text="Present (true) when merged into an open request."
+    )
+    message = serializers.CharField(required=False)
+
+
+class ExportProgressSerializer(serializers.Serializer):
+    stores_done = serializers.IntegerField()
+    stores_total = serializers.IntegerField()
+
+
+class PrivacyExportSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    progress = ExportProgressSerializer()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    download_url = serializers.URLField(
+        allow_null=True, help_text="For the property's privacy officers, signed in; expires."
+    )
+
+
+class PrivacyRequestStatusSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.CharField()
+    regulation = serializers.CharField()
+    status = serializers.CharField()
+    received_at = serializers.DateTimeField()
+    due_at = serializers.DateField()
+    days_left = serializers.IntegerField(allow_null=True)
+    extended = serializers.BooleanField()
+    extension_reason = serializers.CharField(allow_null=True)
+    denial_reason = serializers.CharField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    export = PrivacyExportSerializer(allow_null=True)
+    receipt = serializers.JSONField(allow_null=True, help_text="The erasure receipt.")

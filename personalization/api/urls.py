@@ -17,4 +17,10 @@ urlpatterns = [
     ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("privacy-requests", views.PrivacyRequestsView.as_view(), name="api-privacy-requests"),
+    path(
+        "privacy-requests/<uuid:request_id>",
+        views.PrivacyRequestDetailView.as_view(),
+        name="api-privacy-request-detail",
+    ),
 ]

@@ -1,8 +1,10 @@
 """The storefront API, v1. Views validate input, fetch by id and call one service."""
 
+import uuid
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,6 +13,7 @@ from rest_framework.views import APIView
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 from consent.selectors import EffectiveConsent
+from consent.services.requests import privacy_request_submit
 
 from ..engine import DecideRequest, decide
 from ..exceptions import ApplicationError
@@ -18,7 +21,7 @@ from ..models import ApiKey, Property
 from ..services.ingest import events_ingest
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
-from .permissions import StorefrontKey
+from .permissions import SecretKey, StorefrontKey
 from .validation import decide_body
 
 ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 413, 415, 503)}
@@ -163,3 +166,65 @@ class DecideView(StorefrontView):
             ),
         )
         return Response(result.as_response())
+
+
+class PrivacyRequestsView(StorefrontView):
+    permission_classes = [SecretKey]
+
+    @extend_schema(
+        request=s.PrivacyRequestInputSerializer,
+        responses={
+            202: s.PrivacyRequestCreatedSerializer,
+            200: OpenApiResponse(
+                s.PrivacyRequestCreatedSerializer, description="Merged into an open request."
+            ),
+            **ERRORS,
+        },
+        summary="Submit a data-subject request (access, erasure, opt-out)",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.PrivacyRequestInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        self.honour_gpc([v["visitor_id"]])
+        privacy_request, merged = privacy_request_submit(
+            property_id=self.prop.pk,
+            kind=v["kind"],
+            regulation=v["regulation"],
+            visitor_id=v["visitor_id"],
+            contact=v.get("contact", ""),
+            source="api",
+            label=f"api key {self.api_key.prefix}…",
+        )
+        body: dict[str, Any] = {
+            "id": str(privacy_request.public_id),
+            "status": privacy_request.status,
+            "due_at": privacy_request.due_date,
+        }
+        if merged:
+            body["merged"] = True
+            body["message"] = (
+                f"An open {privacy_request.get_kind_display().lower()} request for this "
+                "visitor exists; this one was merged into it."
+            )
+            return Response(body, status=200)
+        return Response(body, status=202)
+
+
+class PrivacyRequestDetailView(StorefrontView):
+    permission_classes = [SecretKey]
+
+    @extend_schema(responses={200: s.PrivacyRequestStatusSerializer, **ERRORS})
+    def get(self, request: Request, request_id: uuid.UUID) -> Response:
+        found = consent_selectors.request_by_public_id(self.prop.pk, request_id)
+        if found is None:
+            raise ApplicationError("not_found", "No such request for this property.", status=404)
+        body = consent_selectors.request_public(found)
+        if body["export"] is not None:
+            token = body["export"].pop("token")
+            body["export"]["download_url"] = (
+                request.build_absolute_uri(reverse("consent:export-download", args=[token]))
+                if token
+                else None
+            )
+        return Response(body)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import fastjsonschema
 from django.conf import settings
+from django.core.cache import cache
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -97,11 +98,25 @@ class IngestResult:
         }
 
 
+RETENTION_CACHE_SECONDS = 60
+
+
+def raw_event_retention_days(property_id: int) -> int:
+    """The age past which events are refused: the same number the retention purge uses."""
+    key = f"retention:raw_events:{property_id}"
+    days = cache.get(key)
+    if days is None:
+        days = consent_selectors.retention_period(property_id, "raw_events")
+        cache.set(key, days, RETENTION_CACHE_SECONDS)
+    return int(days)
+
+
 class TypeBook:
     """Validators and purposes for the built-in types and the property's custom ones."""
 
     def __init__(self, prop: Property, names: set[str]) -> None:
         self.property_id = prop.pk
+        self.retention_days = raw_event_retention_days(prop.pk)
         custom = names - set(event_schemas.BUILT_IN_TYPES)
         self.custom = (
             {t.name: t for t in EventType.objects.filter(property=prop, name__in=custom)}
@@ -152,13 +167,13 @@ def _prepare(
         return Rejected(
             index, raw, {"path": "timestamp", "message": "is more than 5 minutes in the future"}
         )
-    if ts < now - timedelta(days=prop.retention_days):
+    if ts < now - timedelta(days=book.retention_days):
         return Rejected(
             index,
             raw,
             {
                 "path": "timestamp",
-                "message": f"is older than the property's retention ({prop.retention_days} days)",
+                "message": f"is older than the property's retention ({book.retention_days} days)",
             },
         )
     decision = raw.get("decision_id")
@@ -272,6 +287,7 @@ def events_ingest(
         else:
             rejected.append(item)
     to_store, _ = _gate(prop, prepared, result, fates, gpc=gpc, ip=ip)
+    rejected = _drop_suppressed(prop, rejected, result, fates)
 
     def store() -> IngestResult:
         attempt, counts = copy.deepcopy(result), fates.copy()
@@ -355,6 +371,32 @@ def quarantine_replay(*, prop: Property, ids: list[int]) -> ReplayResult:
         still_quarantined=len(failed),
         dropped_no_consent=result.dropped_no_consent,
     )
+
+
+def _drop_suppressed(
+    prop: Property,
+    rejected: list[Rejected],
+    result: IngestResult,
+    fates: Counter[tuple[str, str]],
+) -> list[Rejected]:
+    """An erased or opted-out visitor's invalid events are not kept either: quarantine
+    would store the raw id the erasure removed."""
+    ids = {
+        r.raw["visitor_id"]
+        for r in rejected
+        if isinstance(r.raw, dict) and isinstance(r.raw.get("visitor_id"), str)
+    }
+    suppressed = consent_selectors.suppressed_visitors(prop.pk, ids) if ids else set()
+    if not suppressed:
+        return rejected
+    kept = []
+    for r in rejected:
+        if isinstance(r.raw, dict) and r.raw.get("visitor_id") in suppressed:
+            result.dropped_no_consent += 1
+            fates[(_type_label(r.raw), Fate.DROPPED_NO_CONSENT)] += 1
+        else:
+            kept.append(r)
+    return kept
 
 
 def _quarantine(

@@ -4,6 +4,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from .base import AppendOnlyModel, ImmutableError
+
 
 class Purpose(models.TextChoices):
     ANALYTICS = "analytics", "Analytics"
@@ -28,10 +30,6 @@ BUILT_IN_PURPOSES: list[dict[str, str]] = [
         "text": "We record scrolling and hovering to learn which parts of a page are read.",
     },
 ]
-
-
-class ImmutableError(Exception):
-    pass
 
 
 class ConsentPolicy(models.Model):
@@ -105,3 +103,69 @@ class ConsentRecord(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ImmutableError("consent records are append-only")
+
+
+class GpcEvidence(AppendOnlyModel):
+    """One application of the Sec-GPC signal: who (keyed hash), where, when.
+
+    The opt-out itself is a consent record, written once per visitor and policy
+    version; this is the evidence that every later request carrying the signal
+    was honoured too. Written in one bulk insert per request.
+    """
+
+    immutable_message = "GPC evidence is append-only"
+
+    property = models.ForeignKey(
+        "personalization.Property", on_delete=models.CASCADE, related_name="+"
+    )
+    visitor_key = models.CharField(max_length=64)
+    endpoint = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["property", "visitor_key"], name="gpc_evidence_visitor"),
+            models.Index(fields=["property", "at"], name="gpc_evidence_time"),
+        ]
+        ordering = ["-at"]
+        verbose_name_plural = "GPC evidence"
+
+    def __str__(self) -> str:
+        return f"GPC {self.visitor_key[:10]}… {self.endpoint}"
+
+
+class SuppressionReason(models.TextChoices):
+    ERASURE = "erasure", "Erased"
+    OPT_OUT = "opt_out", "Opted out"
+
+
+class Suppression(models.Model):
+    """A visitor (keyed hash) whose later events are dropped and who is never trained on.
+
+    Consent selectors treat a suppressed visitor as granting nothing, so ingestion
+    and decisions honour the list without knowing it exists.
+    """
+
+    property = models.ForeignKey(
+        "personalization.Property", on_delete=models.CASCADE, related_name="+"
+    )
+    visitor_key = models.CharField(max_length=64)
+    reason = models.CharField(max_length=16, choices=SuppressionReason.choices)
+    exclude_from_training = models.BooleanField(default=True)
+    request = models.ForeignKey(
+        "consent.PrivacyRequest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["property", "visitor_key"], name="suppression_key")
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} {self.visitor_key[:10]}…"

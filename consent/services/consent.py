@@ -4,11 +4,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
-from .exceptions import DomainError
-from .hashing import truncate_ip, visitor_key
-from .models import BUILT_IN_PURPOSES, ConsentMethod, ConsentPolicy, ConsentRecord
-from .selectors import (
+from ..context import current_endpoint
+from ..exceptions import DomainError
+from ..hashing import truncate_ip, visitor_key
+from ..models import (
+    BUILT_IN_PURPOSES,
+    ConsentMethod,
+    ConsentPolicy,
+    ConsentRecord,
+    GpcEvidence,
+)
+from ..selectors import (
     EffectiveConsent,
     consent_effective,
     consents_effective,
@@ -16,6 +24,7 @@ from .selectors import (
     policy_forget,
     policy_get,
 )
+from .audit import audit_record
 
 GPC_PURPOSES = ("personalization", "granular_tracking")
 REQUIRED_PURPOSES = {p["key"] for p in BUILT_IN_PURPOSES}
@@ -72,6 +81,17 @@ def policy_publish(
         jurisdictions=list(jurisdictions or []),
         published_by=user if getattr(user, "pk", None) else None,
     )
+    audit_record(
+        action="policy.published",
+        property_id=property_id,
+        target=f"consent_policy:{policy.pk}",
+        details={
+            "version": policy.version,
+            "purposes": policy.purpose_keys,
+            "jurisdictions": policy.jurisdictions,
+        },
+        user=user,
+    )
     # Forget now (this process) and after commit (a reader may have cached the old one meanwhile).
     policy_forget(property_id)
     transaction.on_commit(lambda: policy_forget(property_id))
@@ -87,6 +107,7 @@ def consent_record(
     method: str,
     ip: str | None = None,
     gpc: bool = False,
+    endpoint: str | None = None,
 ) -> EffectiveConsent:
     """Record a visitor's choice; with GPC the opt-out wins whatever was asked."""
     policy = policy_get(property_id, policy_version)
@@ -109,28 +130,100 @@ def consent_record(
     if gpc:
         granted -= set(GPC_PURPOSES)
         method = ConsentMethod.GPC
-    ConsentRecord.objects.create(
-        property_id=property_id,
-        visitor_key=visitor_key(property_id, visitor_id),
-        policy=policy,
-        granted=sorted(granted),
-        refused=sorted(set(policy.purpose_keys) - granted),
-        method=method,
-        network=truncate_ip(ip),
-    )
+    key = visitor_key(property_id, visitor_id)
+    with transaction.atomic():
+        ConsentRecord.objects.create(
+            property_id=property_id,
+            visitor_key=key,
+            policy=policy,
+            granted=sorted(granted),
+            refused=sorted(set(policy.purpose_keys) - granted),
+            method=method,
+            network=truncate_ip(ip),
+        )
+        if gpc:
+            _gpc_evidence(property_id, [key], endpoint)
     return consent_effective(property_id, visitor_id)
 
 
-def gpc_apply(*, property_id: int, visitor_ids: Iterable[str], ip: str | None = None) -> int:
+@transaction.atomic
+def consent_record_by_officer(
+    *,
+    property_id: int,
+    visitor_id: str,
+    policy_version: int,
+    purposes: dict[str, bool],
+    user: Any,
+) -> EffectiveConsent:
+    """An officer records a choice the visitor made elsewhere (a letter, a call): method officer."""
+    consent = consent_record(
+        property_id=property_id,
+        visitor_id=visitor_id,
+        policy_version=policy_version,
+        purposes=purposes,
+        method=ConsentMethod.OFFICER,
+    )
+    audit_record(
+        action="consent.recorded",
+        property_id=property_id,
+        target=f"visitor:{visitor_key(property_id, visitor_id)}",
+        details={
+            "policy_version": policy_version,
+            "granted": sorted(k for k, v in purposes.items() if v),
+            "method": ConsentMethod.OFFICER,
+        },
+        user=user,
+    )
+    return consent
+
+
+def consent_opt_out(*, property_id: int, visitor_id: str, method: str) -> EffectiveConsent:
+    """Refuse personalization and granular tracking under the current policy, keeping the
+    rest of what the visitor granted (an opt-out request; the same purposes GPC refuses)."""
+    policy = policy_current(property_id)
+    if policy is None:
+        raise DomainError("no_policy", "This property has no consent policy yet.", status=409)
+    current = consent_effective(property_id, visitor_id)
+    keep = {p for p, allowed in current.purposes.items() if allowed} - set(GPC_PURPOSES)
+    return consent_record(
+        property_id=property_id,
+        visitor_id=visitor_id,
+        policy_version=policy.version,
+        purposes={p: p in keep for p in policy.purpose_keys},
+        method=method,
+    )
+
+
+def _gpc_evidence(property_id: int, keys: Iterable[str], endpoint: str | None) -> None:
+    at = timezone.now()
+    where = (endpoint if endpoint is not None else current_endpoint())[:200]
+    GpcEvidence.objects.bulk_create(
+        [
+            GpcEvidence(property_id=property_id, visitor_key=key, endpoint=where, at=at)
+            for key in sorted(set(keys))
+        ]
+    )
+
+
+def gpc_apply(
+    *,
+    property_id: int,
+    visitor_ids: Iterable[str],
+    ip: str | None = None,
+    endpoint: str | None = None,
+) -> int:
     """Record the GPC opt-out for each visitor whose consent still allows a GPC purpose.
 
     Once per visitor and policy version: a visitor already opted out under the
-    current version gets no new record. Returns the number of records written.
+    current version gets no new record. Every application is kept as evidence
+    (one bulk insert for the whole request). ``endpoint`` defaults to the route
+    the current request resolved to. Returns the number of records written.
     """
     policy = policy_current(property_id)
     if policy is None:
         return 0
-    effective = consents_effective(property_id, visitor_ids)
+    keys = {vid: visitor_key(property_id, vid) for vid in visitor_ids}
+    effective = consents_effective(property_id, keys)
     records = []
     for vid, consent in effective.items():
         already = consent.policy_version == policy.version and not any(
@@ -142,7 +235,7 @@ def gpc_apply(*, property_id: int, visitor_ids: Iterable[str], ip: str | None = 
         records.append(
             ConsentRecord(
                 property_id=property_id,
-                visitor_key=visitor_key(property_id, vid),
+                visitor_key=keys[vid],
                 policy=policy,
                 granted=sorted(granted),
                 refused=sorted(set(policy.purpose_keys) - granted),
@@ -150,5 +243,7 @@ def gpc_apply(*, property_id: int, visitor_ids: Iterable[str], ip: str | None = 
                 network=truncate_ip(ip),
             )
         )
-    ConsentRecord.objects.bulk_create(records)
+    with transaction.atomic():
+        ConsentRecord.objects.bulk_create(records)
+        _gpc_evidence(property_id, keys.values(), endpoint)
     return len(records)
