@@ -62,7 +62,18 @@ def policy_get(property_id: int, version: int) -> ConsentPolicy | None:
     return ConsentPolicy.objects.filter(property_id=property_id, version=version).first()
 
 
-def _effective(record: ConsentRecord | None, current: ConsentPolicy | None) -> EffectiveConsent:
+@dataclass(frozen=True)
+class _Latest:
+    """The fields of a visitor's latest consent record that the effective consent needs."""
+
+    id: int
+    granted: list[str]
+    policy: ConsentPolicy
+    created_at: datetime
+    suppressed: bool
+
+
+def _effective(record: _Latest | None, current: ConsentPolicy | None) -> EffectiveConsent:
     if current is None:
         return EffectiveConsent(policy_version=None)
     keys = current.purpose_keys
@@ -70,12 +81,12 @@ def _effective(record: ConsentRecord | None, current: ConsentPolicy | None) -> E
         return EffectiveConsent(
             policy_version=None, purposes=dict.fromkeys(keys, False), reconsent_required=True
         )
-    if getattr(record, "suppressed", False):
+    if record.suppressed:
         return EffectiveConsent(
             policy_version=record.policy.version,
             purposes=dict.fromkeys(keys, False),
             updated_at=record.created_at,
-            record_id=record.pk,
+            record_id=record.id,
             suppressed=True,
         )
     granted = set(record.granted)
@@ -87,8 +98,25 @@ def _effective(record: ConsentRecord | None, current: ConsentPolicy | None) -> E
         purposes=purposes,
         reconsent_required=record.policy.version != current.version and set(keys) != record_keys,
         updated_at=record.created_at,
-        record_id=record.pk,
+        record_id=record.id,
     )
+
+
+POLICY_BY_ID_SECONDS = 3600
+
+
+def _policies_by_id(ids: set[int]) -> dict[int, ConsentPolicy]:
+    """Published policies never change: cache them by id (the cache is shared in production)."""
+    keys = {f"consent:policy-id:{pid}": pid for pid in ids}
+    found = {keys[k]: v for k, v in cache.get_many(list(keys)).items()}
+    missing = ids - set(found)
+    if missing:
+        fresh = {p.pk: p for p in ConsentPolicy.objects.filter(pk__in=missing)}
+        cache.set_many(
+            {f"consent:policy-id:{pid}": p for pid, p in fresh.items()}, POLICY_BY_ID_SECONDS
+        )
+        found.update(fresh)
+    return found
 
 
 def consents_effective(property_id: int, visitor_ids: Iterable[str]) -> dict[str, EffectiveConsent]:
@@ -102,10 +130,9 @@ def consents_effective(property_id: int, visitor_ids: Iterable[str]) -> dict[str
         return {}
     current = policy_current(property_id)
     keys = {visitor_key(property_id, vid): vid for vid in ids}
-    latest: dict[str, ConsentRecord] = {}
-    records = (
+    rows: dict[str, tuple] = {}
+    query = (
         ConsentRecord.objects.filter(property_id=property_id, visitor_key__in=list(keys))
-        .select_related("policy")
         .annotate(
             suppressed=Exists(
                 Suppression.objects.filter(
@@ -114,9 +141,15 @@ def consents_effective(property_id: int, visitor_ids: Iterable[str]) -> dict[str
             )
         )
         .order_by("visitor_key", "-id")
+        .values_list("visitor_key", "id", "granted", "policy_id", "created_at", "suppressed")
     )
-    for record in records:
-        latest.setdefault(record.visitor_key, record)
+    for row in query:
+        rows.setdefault(row[0], row)
+    policies = _policies_by_id({row[3] for row in rows.values()})
+    latest = {
+        key: _Latest(row[1], row[2], policies[row[3]], row[4], bool(row[5]))
+        for key, row in rows.items()
+    }
     return {vid: _effective(latest.get(key), current) for key, vid in keys.items()}
 
 

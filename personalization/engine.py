@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from consent import selectors as consent_selectors
@@ -435,9 +435,8 @@ def decide(
                 prop, request, result, winners, counters, limit, now, consent.record_id, attributes
             )
     except DatabaseError:
+        # The savepoint rolled back counters and budget with the log: nothing was applied.
         logger.exception("decision %s could not be logged; serving defaults", result.decision_id)
-        if connection.in_atomic_block:
-            raise
         _all_defaults(result, ruleset, known, attributes, prop, now)
         result.logged = False
     result.personalized = any(not a.is_default for a in result.answers.values())

@@ -370,3 +370,25 @@ def test_decide__concurrent_decisions__never_exceed_a_cap(postgres_only, make_sh
     # Then exactly one got the adjustment
     assert sorted(variants) == ["default"] * 7 + ["short"]
     assert Adjustment.objects.filter(is_default=False).count() == 1
+
+
+def test_decide__log_write_fails__defaults_and_nothing_counted(postgres_only, store):
+    # Given a rule, and a database that refuses decision-log rows (a real trigger)
+    from personalization.models import RuleCounter, SessionBudget
+
+    rule(store.prop, "r", "headline", "short", cap_per_session=1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_log() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'log unavailable'; END $$ LANGUAGE plpgsql;"
+            "CREATE TRIGGER refuse_log BEFORE INSERT ON personalization_decision "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_log();"
+        )
+    # When the storefront asks
+    result = ask(store, slots=["headline"])
+    # Then the adjustment is not made: the slot gets its default, and no cap was used
+    assert result.answers["headline"].is_default and result.logged is False
+    assert not RuleCounter.objects.exists() and not SessionBudget.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER refuse_log ON personalization_decision")
+    assert ask(store, slots=["headline"]).answers["headline"].variant == "short"
