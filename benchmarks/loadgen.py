@@ -1,4 +1,4 @@
-"""A small HTTP load generator for POST /api/v1/events (loopback only).
+"""A small HTTP load generator for POST endpoints (/api/v1/events by default; loopback only).
 
 Reads pre-serialised request bodies (one JSON document a line), sends each exactly once
 from a few threads, each with its own ``http.client`` connection (kept alive when the
@@ -6,6 +6,19 @@ server allows it, reopened when the server closes it), and prints one JSON objec
 the counts, the rate and the latency percentiles. Bounded in requests (the bodies given)
 and in time (``--max-seconds``). Meant to be started pinned to its own core, e.g.
 ``taskset -c 0 python benchmarks/loadgen.py ...``; ``bench_ingest.py`` does that.
+
+Two modes:
+
+* closed loop (default): each thread sends its next request as soon as the previous one is
+  answered, so the rate is whatever the server (or this client) sustains;
+* paced (``--rate R``): open loop, request *i* is due at ``start + i / R`` whatever the
+  server does. ``latency_ms`` is then the service time (send to last byte) and
+  ``response_time_ms`` is measured from the moment the request was *due*, so a server that
+  falls behind is charged for the queueing it causes (no coordinated omission). Use enough
+  threads (``--concurrency``) to keep the schedule: ``send_lag_ms`` says how late sends were.
+
+``client_cpu_s`` is this process's CPU time: near the elapsed time, the client (one core)
+was the bottleneck, not the server.
 """
 
 import argparse
@@ -31,19 +44,26 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 class Run:
-    def __init__(self, bodies: list[bytes], deadline: float) -> None:
+    def __init__(
+        self, bodies: list[bytes], deadline: float, rate: float = 0.0, start: float = 0.0
+    ) -> None:
         self.bodies = bodies
         self.next = 0
         self.deadline = deadline
+        self.rate = rate  # requests/s when paced; 0: closed loop
+        self.start = start  # perf_counter() of request 0's due time when paced
         self.lock = threading.Lock()
         self.latencies: list[float] = []
+        self.response_times: list[float] = []  # paced: from the due time to the last byte
+        self.send_lags: list[float] = []  # paced: how late each request was sent
+        self.last_finish = 0.0  # perf_counter() of the last answer
         self.statuses: Counter[int] = Counter()
         self.errors: Counter[str] = Counter()
         self.totals: Counter[str] = Counter()
         self.connects = 0
         self.timed_out = False
 
-    def take(self) -> bytes | None:
+    def take(self) -> tuple[bytes, float | None] | None:
         with self.lock:
             if time.monotonic() >= self.deadline:
                 self.timed_out = self.next < len(self.bodies)
@@ -51,8 +71,9 @@ class Run:
             if self.next >= len(self.bodies):
                 return None
             body = self.bodies[self.next]
+            due = self.start + self.next / self.rate if self.rate else None
             self.next += 1
-            return body
+            return body, due
 
 
 def worker(run: Run, host: str, port: int, path: str, key: str, timeout: float) -> None:
@@ -63,18 +84,28 @@ def worker(run: Run, host: str, port: int, path: str, key: str, timeout: float) 
     }
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     latencies: list[float] = []
+    response_times: list[float] = []
+    send_lags: list[float] = []
+    last_finish = 0.0
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     totals: Counter[str] = Counter()
     connects = 0
     try:
         while True:
-            body = run.take()
-            if body is None:
+            taken = run.take()
+            if taken is None:
                 break
+            body, due = taken
+            if due is not None:
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             if conn.sock is None:
                 connects += 1
             started = time.perf_counter()
+            if due is not None:
+                send_lags.append(max(0.0, started - due))
             try:
                 conn.request("POST", path, body=body, headers=headers)
                 response = conn.getresponse()
@@ -83,7 +114,10 @@ def worker(run: Run, host: str, port: int, path: str, key: str, timeout: float) 
                 errors[type(exc).__name__] += 1
                 conn.close()
                 continue
-            latencies.append(time.perf_counter() - started)
+            finished = last_finish = time.perf_counter()
+            latencies.append(finished - started)
+            if due is not None:
+                response_times.append(finished - due)
             statuses[response.status] += 1
             if response.status == 200:
                 answer: dict[str, Any] = json.loads(data)
@@ -95,6 +129,9 @@ def worker(run: Run, host: str, port: int, path: str, key: str, timeout: float) 
         conn.close()
         with run.lock:
             run.latencies.extend(latencies)
+            run.response_times.extend(response_times)
+            run.send_lags.extend(send_lags)
+            run.last_finish = max(run.last_finish, last_finish)
             run.statuses.update(statuses)
             run.errors.update(errors)
             run.totals.update(totals)
@@ -111,16 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="paced (open-loop) mode: requests/s offered"
+    )
     args = parser.parse_args(argv)
     if args.host not in LOOPBACK:
         parser.error("the load generator only targets the loopback interface")
     if not 1 <= args.concurrency <= 64:
         parser.error("--concurrency must be between 1 and 64")
+    if not 0 <= args.rate <= 20_000:
+        parser.error("--rate must be between 0 (closed loop) and 20000 requests/s")
 
     with open(args.bodies, "rb") as fh:
         bodies = [line.rstrip(b"\n") for line in fh if line.strip()]
+    cpu_started = time.process_time()
     started = time.perf_counter()
-    run = Run(bodies, time.monotonic() + args.max_seconds)
+    # Paced: the schedule starts once every thread is up.
+    run = Run(bodies, time.monotonic() + args.max_seconds, args.rate, started + 0.05)
     threads = [
         threading.Thread(
             target=worker,
@@ -156,7 +200,26 @@ def main(argv: list[str] | None = None) -> int:
             for name, pct in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
         },
         "latency_mean_ms": round(sum(lat) / len(lat) * 1000, 2) if lat else 0.0,
+        "client_cpu_s": round(time.process_time() - cpu_started, 3),
+        "mode": "paced" if args.rate else "closed",
     }
+    if args.rate:
+        # From the first request's due time to the last answer.
+        window = run.last_finish - run.start
+        result.update(
+            {
+                "offered_rate": args.rate,
+                "achieved_rate": round(ok / window, 2) if window > 0 else 0.0,
+                "response_time_ms": {
+                    name: round(percentile(run.response_times, pct) * 1000, 2)
+                    for name, pct in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
+                },
+                "send_lag_ms": {
+                    name: round(percentile(run.send_lags, pct) * 1000, 2)
+                    for name, pct in (("p50", 50), ("p99", 99), ("max", 100))
+                },
+            }
+        )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0 if ok == len(bodies) else 1

@@ -68,7 +68,8 @@ def _pg_execute(sql: str, params: list[Any]) -> list[tuple]:
 
 
 def _unnest_sql(types: list[str]) -> str:
-    args = ", ".join(f"%s::{t}" for t in types)
+    # %b: binary parameters; text-format arrays escape every element with a regex.
+    args = ", ".join(f"%b::{t}" for t in types)
     names = ", ".join(f"c{i}" for i in range(len(types)))
     return f"unnest({args}) AS u({names})"
 
