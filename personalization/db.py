@@ -62,7 +62,8 @@ def _pg_execute(sql: str, params: list[Any]) -> list[tuple]:
     import psycopg
 
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    # Django's wrapper turns psycopg's errors into django.db's, as its own cursors do.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
 
@@ -302,3 +303,38 @@ def from_db_datetime(value: Any) -> Any:
 
 def from_db_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def insert_with_children(
+    parent: type[models.Model],
+    parent_row: dict[str, Any],
+    child: type[models.Model],
+    child_rows: Sequence[dict[str, Any]],
+    fk: str,
+) -> None:
+    """Insert one row and its children (``fk`` pointing at it) in one round trip."""
+    pfields = _columns(parent, list(parent_row))
+    cfields = _columns(child, list(child_rows[0])) if child_rows else []
+    if connection.vendor != "postgresql" or not child_rows:
+        obj = parent._default_manager.create(**{f.attname: parent_row[f.name] for f in pfields})
+        child._default_manager.bulk_create(
+            [child(**{fk: obj}, **{f.attname: r[f.name] for f in cfields}) for r in child_rows]
+        )
+        return
+    pcols = ", ".join(_qn(f.column) for f in pfields)
+    pvals = ", ".join("%s::jsonb" if isinstance(f, models.JSONField) else "%s" for f in pfields)
+    pparams = [
+        json.dumps(parent_row[f.name]) if isinstance(f, models.JSONField) else parent_row[f.name]
+        for f in pfields
+    ]
+    types, selects, cparams = _pg_arrays(cfields, child_rows)
+    fk_col = _qn(_columns(child, [fk])[0].column)
+    ccols = ", ".join(_qn(f.column) for f in cfields)
+    sql = (
+        f"WITH p AS (INSERT INTO {_qn(parent._meta.db_table)} ({pcols}) VALUES ({pvals}) "
+        f"RETURNING {_qn(parent._meta.pk.column)}) "  # type: ignore[union-attr]
+        f"INSERT INTO {_qn(child._meta.db_table)} ({fk_col}, {ccols}) "
+        f"SELECT p.{_qn(parent._meta.pk.column)}, {', '.join(selects)} "  # type: ignore[union-attr]
+        f"FROM p, {_unnest_sql(types)}"
+    )
+    _pg_execute(sql, [*pparams, *cparams])

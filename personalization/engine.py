@@ -26,7 +26,7 @@ from consent import selectors as consent_selectors
 from consent import services as consent_services
 
 from . import bucketing, live
-from .db import rule_counter_apply
+from .db import from_db_json, insert_with_children, rule_counter_apply, update_rows, upsert_locked
 from .models import Adjustment, Decision, Property, SessionBudget, SourceKind
 from .ruleset import CompiledRule, CompiledSlot, RuleSet, ruleset_for
 from .selectors import visitor_signals_get
@@ -113,6 +113,13 @@ def _calendar_keys(prop: Property, now: datetime) -> tuple[str, str]:
         local = now
     year, week, _ = local.isocalendar()
     return local.date().isoformat(), f"{year}-W{week:02d}"
+
+
+@dataclass
+class _Budget:
+    pk: int
+    adjustments: int
+    sticky: dict
 
 
 @dataclass
@@ -470,21 +477,26 @@ def _apply_and_log(
     attributes: dict,
 ) -> None:
     if winners:
-        SessionBudget.objects.bulk_create(
+        # Create-or-lock the session's budget in one statement: concurrent decisions of one
+        # session take turns from here, so the budget is exact.
+        ((budget_pk, adjustments, sticky_raw),) = upsert_locked(
+            SessionBudget,
             [
-                SessionBudget(
-                    property=prop,
-                    visitor_id=request.visitor_id,
-                    session_id=request.session_id,
-                    updated_at=now,
-                )
+                {
+                    "property": prop.pk,
+                    "visitor_id": request.visitor_id,
+                    "session_id": request.session_id,
+                    "adjustments": 0,
+                    "sticky": {},
+                    "revision": 0,
+                    "updated_at": now,
+                }
             ],
-            ignore_conflicts=True,
+            conflict=["property", "visitor_id", "session_id"],
+            touch="updated_at",
+            returning=["id", "adjustments", "sticky"],
         )
-        # Concurrent decisions of one session take turns from here: the budget is exact.
-        budget = SessionBudget.objects.select_for_update().get(
-            property=prop, visitor_id=request.visitor_id, session_id=request.session_id
-        )
+        budget = _Budget(budget_pk, adjustments, from_db_json(sticky_raw))
         cutoff_base = now
         for slot_key, rule in list(winners.items()):
             reason = None
@@ -523,11 +535,21 @@ def _apply_and_log(
                 "variant": rule.variant,
                 "priority": rule.priority,
             }
-        budget.updated_at = now
-        budget.save(update_fields=["adjustments", "sticky", "updated_at"])
-    decision = Decision.objects.create(
+        update_rows(
+            SessionBudget,
+            [
+                {
+                    "pk": budget.pk,
+                    "adjustments": budget.adjustments,
+                    "sticky": budget.sticky,
+                    "updated_at": now,
+                }
+            ],
+            ["adjustments", "sticky", "updated_at"],
+        )
+    decision_row = dict(
         decision_id=result.decision_id,
-        property=prop,
+        property=prop.pk,
         visitor_id=request.visitor_id,
         session_id=request.session_id,
         created_at=now,
@@ -542,21 +564,20 @@ def _apply_and_log(
         context=request.context,
         suppressed=result.suppressed,
     )
-    Adjustment.objects.bulk_create(
-        [
-            Adjustment(
-                decision=decision,
-                property=prop,
-                visitor_id=request.visitor_id,
-                session_id=request.session_id,
-                created_at=now,
-                slot_key=a.slot,
-                variant_key=a.variant,
-                source_kind=a.kind,
-                source_key=a.key,
-                source_version=a.version,
-                is_default=a.is_default,
-            )
-            for a in result.answers.values()
-        ]
-    )
+    answers = [
+        dict(
+            property=prop.pk,
+            visitor_id=request.visitor_id,
+            session_id=request.session_id,
+            created_at=now,
+            slot_key=a.slot,
+            variant_key=a.variant,
+            source_kind=str(a.kind),
+            source_key=a.key,
+            source_version=a.version,
+            is_default=a.is_default,
+        )
+        for a in result.answers.values()
+    ]
+    # The decision and its answers in one statement (one round trip on PostgreSQL).
+    insert_with_children(Decision, decision_row, Adjustment, answers, fk="decision")

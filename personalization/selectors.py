@@ -3,8 +3,10 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import QuerySet, Sum
 
+from .db import from_db_json
 from .models import Fate, IngestStat, Property
 
 
@@ -50,6 +52,22 @@ def visitor_signals_get(
     from .models import Session, Visitor
 
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        # The decision path: visitor and session state in one round trip.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT v.state, s.state FROM personalization_visitor v "
+                "LEFT JOIN LATERAL (SELECT state FROM personalization_session "
+                "WHERE visitor_id = v.id AND (%s::text IS NULL OR session_id = %s::text) "
+                "ORDER BY started_at DESC LIMIT 1) s ON true "
+                "WHERE v.property_id = %s AND v.visitor_id = %s",
+                [session_id, session_id, prop.pk, visitor_id],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return signals.signals_for(None, None, now)
+        session_state = from_db_json(row[1]) if row[1] is not None else None
+        return signals.signals_for(from_db_json(row[0]), session_state, now)
     visitor = Visitor.objects.filter(property=prop, visitor_id=visitor_id).first()
     if visitor is None:
         return signals.signals_for(None, None, now)
