@@ -874,3 +874,65 @@ def analyze_experiment(
         correction=correction,
         goals=_corrected(goals, correction),
     )
+
+
+# ---------------------------------------------------------------------------
+# The small API the experiments issue names (thin wrappers over the above)
+# ---------------------------------------------------------------------------
+
+
+def SampleStats(  # noqa: N802 - the name the issue gives this constructor
+    n: int, sum: float, sum_squares: float, kind: GoalKind | None = None
+) -> VariantSummary:
+    """Per-variant sums. A binary goal has ``sum_squares == sum`` (whole conversions)."""
+    if kind is None:
+        is_binary = sum == sum_squares and float(sum).is_integer() and 0 <= sum <= n
+        kind = "binary" if is_binary else "continuous"
+    return VariantSummary(kind, n, float(sum), float(sum_squares))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    lift: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    reason: str | None = None
+
+
+def compare(
+    control: VariantSummary,
+    treatment: VariantSummary,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    difference: Literal["relative", "absolute"] = "relative",
+    method: Method = "fixed",
+    sequential_tuning: float = DEFAULT_SEQUENTIAL_TUNING,
+) -> Comparison:
+    """Treatment against control: the effect (relative or absolute), its interval, p-value.
+
+    A fixed-horizon absolute difference is Welch's test (scipy's conventions); the rest
+    is gbstats's t-test. ``lift`` is ``None`` with a ``reason`` when it does not exist
+    (e.g. a relative lift over a control mean of zero).
+    """
+    if difference == "absolute" and method == "fixed":
+        welch = welch_t_test(control, treatment, alpha)
+        if isinstance(welch, Unavailable):
+            return Comparison(None, None, None, None, welch.reason)
+        return Comparison(welch.difference, welch.ci_low, welch.ci_high, welch.p_value)
+    result = frequentist_test(
+        control,
+        treatment,
+        relative=difference == "relative",
+        method=method,
+        alpha=alpha,
+        sequential_tuning=sequential_tuning,
+    )
+    if isinstance(result, Unavailable):
+        return Comparison(None, None, None, None, result.reason)
+    return Comparison(result.estimate, result.ci_low, result.ci_high, result.p_value)
+
+
+def srm_p_value(counts: Sequence[int], weights: Sequence[float]) -> float:
+    """Chi-square goodness-of-fit p-value of observed users against planned weights."""
+    return srm_check(counts, weights).p_value

@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from personalization.bucketing import (
     in_namespace,
 )
 from personalization.conditions import (
+    _regex_paths,
     compile_condition,
     eval_condition,
     prepare_saved_groups,
@@ -192,6 +194,94 @@ def test_compile_condition__regex_times_out_before_a_slow_match__counts_as_no_ma
     assert compiled({"ua": "aaabc"}) is True
     assert slow is False
     assert "timed out" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("pattern", "bounded"),
+    [
+        ("^Chrome", True),
+        ("google|bing|duckduckgo", True),
+        (r"^https://shop\.example/(category|sale)/", True),
+        (r"^(?:en|fr)-[A-Z][A-Z]$", True),
+        (r"\bvip\b|[\w.]@example\.com", True),
+        ("a+", False),
+        ("(a+)+$", False),
+        ("colou?r", False),
+        ("a{2,}", False),
+        (r"(a)\1", False),
+        ("(?=a)b", False),
+        ("(?i)vip", False),
+        (r"\p{L}", False),
+        ("[[:alpha:]]", False),
+        ("(ab", False),
+    ],
+)
+def test_regex_paths__pattern__bounded_only_without_quantifiers_or_special_groups(
+    pattern: str, bounded: bool
+) -> None:
+    # Only patterns whose backtracking is bounded by their own size may skip the time limit.
+    assert (_regex_paths(pattern) is not None) is bounded
+
+
+def test_compile_condition__bounded_regex_on_short_and_long_text__same_answers() -> None:
+    # Past its untimed length, a bounded pattern is searched with the time limit again.
+    compiled = compile_condition({"ref": {"$regex": "google|bing"}})
+    long_text = "x" * 200_000
+
+    assert compiled({"ref": "https://www.bing.com/"}) is True
+    assert compiled({"ref": long_text + "bing"}) is True
+    assert compiled({"ref": long_text}) is False
+
+
+def test_compile_condition__failing_cheap_clause__spares_the_slow_regex(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Clauses run cheapest first; the answer is the same in any order.
+    condition = {"ua": {"$regex": r"^(?:(a|aa)+$|.*c)"}, "plan": "pro"}
+    compiled = compile_condition(condition, regex_timeout=0.01)
+
+    with caplog.at_level(logging.WARNING, logger="personalization.conditions"):
+        result = compiled({"ua": "a" * 36 + "bc", "plan": "free"})
+
+    assert result is False
+    assert "timed out" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("condition", "attributes", "expected"),
+    [
+        pytest.param({"n": {"$gt": 2**53}}, {"n": 2**53 + 1}, False, id="$gt on doubles"),
+        pytest.param({"n": {"$lt": -(2**53)}}, {"n": -(2**53) - 1}, False, id="$lt on doubles"),
+        pytest.param({"n": 2**53}, {"n": 2**53 + 1}, True, id="big int equality on doubles"),
+        pytest.param({"n": {"$gte": 2**53}}, {"n": 2**53}, True, id="$gte at 2**53"),
+        pytest.param({"n": {"$gt": 1}}, {"n": float("nan")}, False, id="NaN compares False"),
+        pytest.param({"n": {"$gt": "10"}}, {"n": "9"}, True, id="two strings compare as text"),
+        pytest.param({"n": {"$gt": "10"}}, {"n": 9}, False, id="number against a string"),
+        pytest.param({"n": {"$lt": 10}}, {"n": True}, True, id="true counts as 1"),
+        pytest.param({"n": {"$in": [1, 2]}}, {"n": True}, False, id="$in keeps true apart"),
+        pytest.param({"n": {"$in": [2.0]}}, {"n": 2}, True, id="$in int against float"),
+        pytest.param({"n": {"$nin": ["a"]}}, {"n": ["b", "a"]}, False, id="$nin on an array"),
+        pytest.param({"n": {"$ini": ["ABC"]}}, {"n": "abc"}, True, id="$ini folds case"),
+        pytest.param({"n": 1}, {"n": True}, True, id="implicit number equality with true"),
+        pytest.param({"n": False}, {"n": 0}, True, id="implicit false means falsy"),
+        pytest.param({"n": "1,2"}, {"n": [1, 2]}, True, id="implicit string equality on array"),
+        pytest.param({"n": {"$regex": "^1,2$"}}, {"n": (1, 2)}, True, id="regex on a tuple"),
+        pytest.param({"a.b": {"$gt": 1}}, {"a": [{"b": 2}]}, False, id="path into a list"),
+        pytest.param({"a.0.b": {"$gt": 1}}, {"a": [{"b": 2}]}, True, id="path with an index"),
+        pytest.param(
+            {"a.b": {"$gt": 1}},
+            MappingProxyType({"a": MappingProxyType({"b": 2})}),
+            True,
+            id="path through other mappings",
+        ),
+        pytest.param({"a.b": {"$exists": False}}, {"a": "x"}, True, id="path through a string"),
+    ],
+)
+def test_compile_condition__values_beyond_the_fast_paths__agree_with_the_js_sdk(
+    condition: dict[str, Any], attributes: Any, expected: bool
+) -> None:
+    # Compiled matchers test common types inline; these values take (or border) the general way.
+    assert compile_condition(condition)(attributes) is expected
 
 
 # --- validate_condition ---------------------------------------------------------------------

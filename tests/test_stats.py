@@ -461,3 +461,27 @@ def test_thompson_weights__floor_too_high_for_arm_count__raises() -> None:
     arms = [VariantSummary.binary(10, 1)] * 3
     with pytest.raises(ValueError):
         stats.thompson_weights(arms, min_share=0.4)
+
+
+def test_named_api__compare_srm_sample_stats__match_the_engine():
+    # Given the small API over the same sums as the full engine
+    control = stats.SampleStats(1000, 100, 100)
+    treatment = stats.SampleStats(1000, 130, 130)
+    assert control.kind == "binary" and stats.SampleStats(10, 5.5, 9.1).kind == "continuous"
+    # When compared relatively and absolutely
+    relative = stats.compare(control, treatment)
+    absolute = stats.compare(control, treatment, difference="absolute")
+    full = stats.frequentist_test(control, treatment)
+    welch = stats.welch_t_test(control, treatment)
+    # Then the numbers are the engine's
+    assert (relative.lift, relative.ci_low, relative.ci_high, relative.p_value) == (
+        full.estimate,
+        full.ci_low,
+        full.ci_high,
+        full.p_value,
+    )
+    assert (absolute.lift, absolute.p_value) == (welch.difference, welch.p_value)
+    zero = stats.compare(stats.SampleStats(100, 0, 0), treatment)
+    assert zero.lift is None and zero.reason
+    assert stats.srm_p_value([500, 500], [0.5, 0.5]) == pytest.approx(1.0)
+    assert stats.srm_p_value([600, 400], [0.5, 0.5]) < 0.001
