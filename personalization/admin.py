@@ -330,5 +330,5 @@ class VisitorAdmin(PropertyScopedAdmin):
 
 __all__ = ["ApiKeyKind"]
 
-# The targeting and experiments admins register themselves on import.
-from . import admin_experiments, admin_targeting  # noqa: E402, F401, I001
+# The targeting, experiments and surveys admins register themselves on import.
+from . import admin_experiments, admin_surveys, admin_targeting  # noqa: E402, F401, I001

@@ -154,6 +154,68 @@ class ExperimentForm(forms.ModelForm):
         return data
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _p(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def results_html(results: dict) -> str:
+    """A snapshot as staff read it: verdict first, then each goal's table."""
+    from django.utils.html import format_html, format_html_join
+
+    head = format_html(
+        "<p><strong>{}</strong> {} <small>(computed {}, {} analysis, SRM p = {})</small></p>",
+        results.get("recommendation") or "no recommendation",
+        results.get("recommendation_detail") or "",
+        results.get("snapshot_at", "")[:16].replace("T", " "),
+        results.get("method", ""),
+        _p(results.get("srm_p_value")),
+    )
+    warnings = format_html_join(
+        "", '<p class="errornote">{}</p>', ((w,) for w in results.get("warnings", []))
+    )
+    tables = []
+    for goal in results.get("goals", []):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td></tr>",
+            (
+                (
+                    v["variant"],
+                    v["users"],
+                    f"{v['rate']:.4g}",
+                    "control"
+                    if v["lift"] is None and not v.get("lift_reason")
+                    else v.get("lift_reason")
+                    if v["lift"] is None
+                    else f"{_pct(v['lift']['relative'])} [{_pct(v['lift']['ci_low'])}, "
+                    f"{_pct(v['lift']['ci_high'])}]",
+                    _p(v.get("p_value")),
+                    _p(v.get("p_value_adjusted")),
+                    _pct(v.get("chance_to_win")),
+                )
+                for v in goal["variants"]
+            ),
+        )
+        tables.append(
+            format_html(
+                "<h4>{} ({}, {}{})</h4><table><tr><th>variant</th><th>users</th><th>rate/mean</th>"
+                "<th>lift [interval]</th><th>p</th><th>p adjusted</th><th>chance to win</th></tr>"
+                "{}</table>",
+                goal["key"],
+                goal["role"],
+                goal["kind"],
+                ", CUPED" if goal.get("cuped") else "",
+                rows,
+            )
+        )
+    return format_html("{}{}{}", head, warnings, format_html_join("", "{}", ((t,) for t in tables)))
+
+
 class PowerForm(forms.Form):
     property: forms.ModelChoiceField = forms.ModelChoiceField(queryset=Property.objects.none())
     baseline_rate = forms.FloatField(min_value=0.0001, max_value=0.9999, initial=0.05)
@@ -178,7 +240,7 @@ class ExperimentAdmin(PropertyScopedAdmin):
         snapshot = obj.snapshots.order_by("-computed_at").first()
         if snapshot is None:
             return "Not computed yet (hourly, or GET /api/v1/experiments/<key>/results)."
-        return f"{snapshot.computed_at:%Y-%m-%d %H:%M}: {snapshot.results.get('recommendation')}"
+        return results_html(snapshot.results)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "slot":

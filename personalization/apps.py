@@ -22,6 +22,7 @@ class PersonalizationConfig(AppConfig):
             Session,
             SessionBudget,
             Slot,
+            SurveyResponse,
             Variant,
             Visitor,
         )
@@ -114,6 +115,14 @@ class PersonalizationConfig(AppConfig):
                 time_field="updated_at",
                 retention="adjustment_log",
                 description="Adjustments per session and sticky variants.",
+            ),
+            registry.VisitorStore(
+                label="personalization.survey_responses",
+                model=SurveyResponse,
+                visitor_field="visitor_id",
+                time_field="submitted_at",
+                retention="survey_answers",
+                description="Survey answers, free text included.",
             ),
         ):
             registry.register(store)

@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import Prefetch, QuerySet, Sum
 
 from .db import from_db_json
-from .models import Fate, IngestStat, Property
+from .models import Fate, IngestStat, Property, Survey, SurveyQuestion
 
 
 @dataclass
@@ -76,3 +77,33 @@ def visitor_signals_get(
         sessions = sessions.filter(session_id=session_id)
     session = sessions.order_by("-started_at").first()
     return signals.signals_for(visitor.state, session.state if session else None, now)
+
+
+def survey_active(property_id: int, key: str) -> Survey | None:
+    """An active survey of the property with its questions in order (two queries)."""
+    return (
+        Survey.objects.filter(property_id=property_id, key=key, active=True)
+        .prefetch_related(
+            Prefetch("questions", queryset=SurveyQuestion.objects.order_by("order", "id"))
+        )
+        .first()
+    )
+
+
+def survey_public(survey: Survey) -> dict[str, Any]:
+    """What the storefront reads to render a survey. NPS and rating questions offer their
+    scale as choices, so a client renders every closed question the same way."""
+    return {
+        "key": survey.key,
+        "title": survey.title,
+        "questions": [
+            {
+                "key": q.key,
+                "type": q.type,
+                "text": q.text,
+                "choices": q.offered(),
+                "required": q.required,
+            }
+            for q in survey.questions.all()
+        ],
+    }

@@ -4,7 +4,8 @@ gate, dedup, storage, signals) for demos, benchmarks and tests.
 Personas have their own timings, page depth, scroll behaviour and return rates, and
 their visits are spread over past days so retention can be seen. Some visitors refuse
 consent (their events are then dropped and counted) and a few events are malformed
-(they are quarantined), so every fate appears in the data-quality page.
+(they are quarantined), so every fate appears in the data-quality page. Returning
+visitors are asked the exit survey now and then, and some answer it.
 """
 
 import random
@@ -20,11 +21,13 @@ from consent import selectors as consent_selectors
 from consent import services as consent_services
 
 from .engine import DecideRequest, decide
+from .exceptions import ApplicationError
 from .models import Property, Rule, Segment, Slot, Variant
 from .services.ingest import IngestResult, events_ingest
 from .services.rules import rule_save
+from .services.surveys import survey_create, survey_response_submit
 
-DEMO_SLOTS = ["headline", "cta", "recommendations", "newsletter_popup", "layout"]
+DEMO_SLOTS = ["headline", "cta", "recommendations", "newsletter_popup", "layout", "exit_survey"]
 
 
 def demo_experiment(prop: Property) -> None:
@@ -70,6 +73,34 @@ def demo_experiment(prop: Property) -> None:
     experiment_start(experiment=test)
 
 
+REASONS = ["Search", "Social media", "A friend", "The newsletter", "An ad", "Just browsing"]
+
+
+def demo_survey(prop: Property) -> None:
+    """The exit survey: an NPS question, a rating, a single choice and free text."""
+    survey_create(
+        prop=prop,
+        key="nps",
+        title="A quick question before you go",
+        questions=[
+            {
+                "key": "recommend",
+                "type": "nps",
+                "text": "How likely are you to recommend us?",
+                "required": True,
+            },
+            {"key": "visit", "type": "rating", "text": "How would you rate your visit today?"},
+            {
+                "key": "reason",
+                "type": "single",
+                "text": "What brought you here?",
+                "choices": REASONS,
+            },
+            {"key": "comment", "type": "text", "text": "Anything to add?"},
+        ],
+    )
+
+
 def demo_targeting(prop: Property) -> None:
     """The demo property's slots, segments and rules (idempotent)."""
     if Slot.objects.filter(property=prop, key="headline").exists():
@@ -87,6 +118,7 @@ def demo_targeting(prop: Property) -> None:
         },
         "newsletter_popup": {"default": {"delay_ms": 10000}, "late": {"delay_ms": 30000}},
         "layout": {"default": {"layout": "grid"}, "list": {"layout": "list"}},
+        "exit_survey": {"default": {}, "ask": {"survey": "nps"}},
     }
     strategies = {
         ("recommendations", "default"): "trending",
@@ -145,7 +177,16 @@ def demo_targeting(prop: Property) -> None:
             {"cooldown_seconds": 3600},
         ),
         ("mobile-list-layout", "layout", "list", 20, {"session.device_type": "mobile"}, {}),
+        (
+            "returning-exit-survey",
+            "exit_survey",
+            "ask",
+            10,
+            {"visitor.sessions": {"$gte": 2}},
+            {"cooldown_seconds": 30 * 86400},  # not again for 30 days
+        ),
     ]
+    demo_survey(prop)
     demo_experiment(prop)
     for key, slot_key, variant, priority, condition, extra in rules:
         rule_save(
@@ -278,6 +319,22 @@ PERSONAS = [
 ]
 
 
+# The exit survey: how many answer it, and what each persona thinks before any adjustment.
+SURVEY_RESPONSE_RATE = 0.4
+PERSONA_NPS = {
+    "fast_scroller": 5.0,
+    "deep_reader": 6.5,
+    "bouncer": 4.5,
+    "buyer": 7.0,
+    "browser": 5.5,
+}
+COMMENTS = {
+    "promoter": ["Great selection, fast delivery.", "Love the new look!", "Easy to find my size."],
+    "passive": ["Good, but shipping is expensive.", "More colours please.", "Fine overall."],
+    "detractor": ["Hard to find what I wanted.", "Slow on my phone.", "Too many pop-ups."],
+}
+
+
 def _persona(rng: random.Random) -> Persona:
     roll, acc = rng.random(), 0.0
     for persona in PERSONAS:
@@ -306,6 +363,7 @@ class Visit:
         self.events: list[dict[str, Any]] = []
         self.sent = 0  # events already handed to ingestion (when a decider flushed them)
         self.answers: dict[str, str] = {}
+        self.contents: dict[str, dict[str, Any]] = {}
         self.decision_id: str | None = None
 
     def emit(
@@ -343,9 +401,52 @@ class Visit:
         )
         self.emit("click", props, 1, **extra)
 
-    def play(self, decider: "Callable[[Visit], None] | None" = None) -> list[dict[str, Any]]:
+    def survey_shown(self) -> str | None:
+        """The survey a slot's answer shows (content ``{"survey": key}``), read as the tracker
+        reads it."""
+        for content in self.contents.values():
+            key = content.get("survey") if isinstance(content, dict) else None
+            if isinstance(key, str):
+                return key
+        return None
+
+    def survey_answers(self) -> dict[str, Any]:
+        """The visitor's answers to the exit survey. Planted: visitors who saw the adjusted
+        headline or CTA recommend the shop more (higher NPS and rating on average)."""
+        rng = self.rng
+        mean = PERSONA_NPS[self.persona.name]
+        mean += 1.5 if self.adjusted("headline") else 0.0
+        mean += 1.0 if self.adjusted("cta") else 0.0
+        score = min(10, max(0, round(rng.gauss(mean, 1.8))))
+        answers: dict[str, Any] = {"recommend": score}
+        if rng.random() < 0.8:
+            answers["visit"] = min(5, max(1, round(1 + score * 0.4 + rng.gauss(0, 0.6))))
+        if rng.random() < 0.7:
+            answers["reason"] = self.reason()
+        if rng.random() < 0.15:
+            band = "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
+            answers["comment"] = rng.choice(COMMENTS[band])
+        return answers
+
+    def reason(self) -> str:
+        campaign = (self.utm or {}).get("source")
+        if campaign == "newsletter":
+            return "The newsletter"
+        if campaign == "instagram" or "instagram" in self.referrer:
+            return "Social media"
+        if "google" in self.referrer or "bing" in self.referrer:
+            return "Search"
+        return self.rng.choice(["A friend", "An ad", "Just browsing"])
+
+    def play(
+        self,
+        decider: "Callable[[Visit], None] | None" = None,
+        respond: "Callable[[Visit, str, dict[str, Any]], None] | None" = None,
+    ) -> list[dict[str, Any]]:
         """Play the visit. With a decider, the page asks for a decision at the first page
-        view and the answers change behaviour: the planted effects the dashboards show."""
+        view and the answers change behaviour: the planted effects the dashboards show.
+        When a slot shows a survey, the visitor may answer it on the way out (``respond``
+        sends the answers)."""
         rng, p = self.rng, self.persona
         self.emit("session_start")
         for page in range(rng.randint(*p.pages)):
@@ -397,6 +498,12 @@ class Visit:
         elif rng.random() < 0.1:
             self.emit("form_interaction", {"form_id": "newsletter", "action": "start"}, 3)
             self.emit("form_interaction", {"form_id": "newsletter", "action": "abandon"}, 10)
+        survey = self.survey_shown()
+        if survey is not None and respond is not None:
+            self.emit("survey_shown", {"survey_key": survey}, 2)
+            if rng.random() < SURVEY_RESPONSE_RATE:
+                self.t += timedelta(seconds=rng.uniform(8, 40))
+                respond(self, survey, self.survey_answers())
         self.emit("session_end", {}, 1)
         return self.events
 
@@ -411,6 +518,7 @@ class SimulationTotals:
     dropped_no_consent: int = 0
     decisions: int = 0
     adjustments: int = 0
+    survey_responses: int = 0
 
     def add(self, result: IngestResult, sent: int) -> None:
         self.sent += sent
@@ -515,9 +623,25 @@ def simulate(
             totals.adjustments += sum(1 for a in result.answers.values() if not a.is_default)
             visit.decision_id = str(result.decision_id)
             visit.answers = {k: a.variant for k, a in result.answers.items()}
+            visit.contents = {k: a.content for k, a in result.answers.items()}
+
+        def respond(visit: Visit, survey_key: str, answers: dict[str, Any]) -> None:
+            try:
+                survey_response_submit(
+                    prop=prop,
+                    survey_key=survey_key,
+                    visitor_id=visit.visitor,
+                    session_id=visit.session,
+                    decision_id=visit.decision_id,
+                    answers=answers,
+                    now=visit.t,
+                )
+            except ApplicationError:
+                return  # refused as the storefront would be (no consent, survey inactive)
+            totals.survey_responses += 1
 
         for visit in visits(rng, visitor, days, now):
-            visit.play(decider if personalize else None)
+            visit.play(decider if personalize else None, respond if personalize else None)
             take(visit.events[visit.sent :])
             if len(batch) >= batch_size:
                 flush()

@@ -25,8 +25,9 @@ from consent.services.requests import (
     request_verify_identity,
 )
 from personalization.engine import DecideRequest, decide
-from personalization.models import Segment, SegmentMember, Slot
+from personalization.models import Segment, SegmentMember, Slot, Survey
 from personalization.services.ingest import events_ingest
+from personalization.services.surveys import survey_create, survey_response_submit
 from tests.conftest import ALL_PURPOSES, Shop, make_event
 from tests.targeting import rule, slot
 
@@ -48,7 +49,8 @@ def media_root(settings: Any, tmp_path: Path) -> Path:
 def visitor_everywhere(shop: Shop, vid: str) -> None:
     """Put a visitor in every store the app has: consent records, events (with the id in
     their context too), a quarantined event, visitor and session signals, the decision log,
-    rule counters, session budgets, a saved segment list, and GPC evidence."""
+    rule counters, session budgets, a saved segment list, survey answers (the id in their
+    free text too), and GPC evidence."""
     consent_record(
         property_id=shop.prop.pk,
         visitor_id=vid,
@@ -75,6 +77,23 @@ def visitor_everywhere(shop: Shop, vid: str) -> None:
     segment = Segment.objects.get(property=shop.prop, key="vip")
     SegmentMember.objects.create(segment=segment, property=shop.prop, visitor_id=vid)
     decide(shop.prop, DecideRequest(vid, "s-1", ["headline"], {"url": f"/?v={vid}"}))
+    if not Survey.objects.filter(property=shop.prop, key="exit").exists():
+        survey_create(
+            prop=shop.prop,
+            key="exit",
+            title="Before you go",
+            questions=[
+                {"key": "recommend", "type": "nps", "text": "Recommend us?"},
+                {"key": "comment", "type": "text", "text": "Anything to add?"},
+            ],
+        )
+    survey_response_submit(
+        prop=shop.prop,
+        survey_key="exit",
+        visitor_id=vid,
+        session_id="s-1",
+        answers={"recommend": 8, "comment": f"Write to me, I am {vid}"},
+    )
     # The storefront's server forwards the browser's GPC signal on a later batch.
     response = shop.client(HTTP_SEC_GPC="1").post(
         "/api/v1/events",

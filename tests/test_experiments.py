@@ -344,7 +344,8 @@ def _run_experiment(lab, n=200, lift=0.15, seed=3):
 def test_results__no_exposures__not_enough_data(lab):
     exp = make_experiment(lab)
     results = experiment_results(experiment=exp)
-    assert results["goals"] == [] and "Not enough data" in results["recommendation"]
+    assert results["goals"] == [] and results["recommendation"] == "keep running"
+    assert "Not enough data" in results["recommendation_detail"]
 
 
 def test_results__planted_effect__shape_and_verdict(lab):
@@ -352,11 +353,12 @@ def test_results__planted_effect__shape_and_verdict(lab):
     _run_experiment(lab, n=400, lift=0.3)
     results = experiment_results(experiment=exp)
     goal = results["goals"][0]
+    # clicks before exposure exist (see _run_experiment): CUPED applies
     assert (goal["key"], goal["kind"], goal["role"], goal["cuped"]) == (
         "cta-click",
         "binary",
         "primary",
-        False,
+        True,
     )
     control, treatment = goal["variants"]
     assert control["users"] + treatment["users"] == 400
@@ -365,7 +367,11 @@ def test_results__planted_effect__shape_and_verdict(lab):
         treatment["lift"]["ci_low"] < treatment["lift"]["relative"] < treatment["lift"]["ci_high"]
     )
     assert treatment["p_value"] < 0.05 and treatment["chance_to_win"] > 0.95
-    assert results["recommendation"].startswith("Ship b")
+    assert results["recommendation"] == "ship" and results["warnings"] == []
+    assert results["recommendation_detail"].startswith("b beats")
+    diff = treatment["difference"]  # CUPED-adjusted: close to, not equal to, the raw gap
+    assert diff["ci_low"] < diff["absolute"] < diff["ci_high"]
+    assert diff["absolute"] == pytest.approx(treatment["rate"] - control["rate"], abs=0.02)
     assert 0 <= results["srm_p_value"] <= 1
 
 
@@ -428,7 +434,7 @@ def test_summaries__sql_and_python__agree(postgres_only, lab):
         assert sql.keys() == python.keys()
         for key in sql:
             assert sql[key] == pytest.approx(python[key]), (goal.key, key)
-        assert any(total > 0 for _, total, _ in sql.values()), goal.key
+        assert any(sums[1] > 0 for sums in sql.values()), goal.key
     assert is_postgres()
 
 
@@ -443,3 +449,88 @@ def test_bandit__reallocation__moves_traffic_to_the_better_arm(lab):
     exp.refresh_from_db()
     assert [v["weight"] for v in exp.variants] == weights
     assert History.objects.filter(experiment=exp, action="reallocated").exists()
+
+
+def test_results__sample_ratio_mismatch__warning_and_no_recommendation(lab):
+    # Given a 50/50 test whose log holds far more control than treatment exposures
+    exp = make_experiment(lab, min_users=5)
+    visitors = [f"m-{n}" for n in range(400)]
+    consent_all(lab.prop, visitors)
+    for v in visitors:
+        ask(lab, v)
+    Adjustment.objects.filter(variant_key="b").exclude(visitor_id__in=visitors[:60]).delete()
+    # When the results are computed
+    results = experiment_results(experiment=exp)
+    # Then they carry a warning and no recommendation
+    assert results["srm_p_value"] < 0.001 and results["recommendation"] is None
+    assert "Sample ratio mismatch" in results["warnings"][0]
+
+
+def test_results__pre_exposure_values__cuped_applied_and_narrows_interval(lab):
+    # Given visitors whose clicks before exposure predict their clicks after it
+    exp = make_experiment(lab, min_users=5, cuped=True)
+    rng = random.Random(5)
+    visitors = [f"p-{n}" for n in range(300)]
+    consent_all(lab.prop, visitors)
+    t = timezone.now() - timedelta(hours=3)
+    events = []
+    for v in visitors:
+        ask(lab, v, now=t)
+        keen = rng.random() < 0.3
+        if keen:
+            events.append(
+                make_event(
+                    "click",
+                    visitor_id=v,
+                    properties={"element_id": "cta"},
+                    at=t - timedelta(hours=2),
+                )
+            )
+        if rng.random() < (0.8 if keen else 0.1):
+            events.append(
+                make_event(
+                    "click",
+                    visitor_id=v,
+                    properties={"element_id": "cta"},
+                    at=t + timedelta(minutes=5),
+                )
+            )
+    events_ingest(prop=lab.prop, events=events)
+    with_cuped = experiment_results(experiment=exp)["goals"][0]
+    exp.cuped = False
+    exp.save()
+    without = experiment_results(experiment=exp)["goals"][0]
+    # Then CUPED is applied and reported, and the interval is narrower
+    assert with_cuped["cuped"] is True and without["cuped"] is False
+
+    def width(goal):
+        lift = goal["variants"][1]["lift"]
+        return lift["ci_high"] - lift["ci_low"]
+
+    assert width(with_cuped) < width(without)
+
+
+def test_experiment_admin__shows_latest_results_and_power(lab, staff):
+    from django.test import Client
+
+    from personalization.permissions import MARKETING
+
+    exp = make_experiment(lab, min_users=5)
+    _run_experiment(lab, n=60)
+    experiment_snapshot(experiment=exp)
+    client = Client()
+    client.force_login(staff(MARKETING, lab.prop))
+    page = client.get(f"/admin/personalization/experiment/{exp.pk}/change/").content.decode()
+    assert "cta-click" in page and "chance to win" in page
+    power = client.get(
+        "/admin/personalization/experiment/power/",
+        {
+            "property": lab.prop.pk,
+            "baseline_rate": 0.05,
+            "minimum_effect": 0.1,
+            "power": 0.8,
+            "confidence": 0.95,
+            "variants": 2,
+        },
+    ).content.decode()
+    assert "Visitors per variant" in power and "31" in power

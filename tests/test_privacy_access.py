@@ -68,6 +68,7 @@ def test_access_export__visitor_everywhere__archive_holds_every_store_as_json_an
         "personalization.decisions",
         "personalization.adjustments",
         "personalization.segment_members",
+        "personalization.survey_responses",
     ):
         assert rows[label] >= 1, label
         assert f"{label}.csv" in names

@@ -45,6 +45,21 @@ def _privacy_request(shop, vid, **headers):
     return shop.client(shop.sk, **headers).post("/api/v1/privacy-requests", body, format="json")
 
 
+def _survey_response(shop, vid, **headers):
+    from personalization.models import Survey
+    from personalization.services.surveys import survey_create
+
+    if not Survey.objects.filter(property=shop.prop, key="nps").exists():
+        survey_create(
+            prop=shop.prop,
+            key="nps",
+            title="One question",
+            questions=[{"key": "recommend", "type": "nps", "text": "Recommend us?"}],
+        )
+    body = {"visitor_id": vid, "session_id": "s-1", "answers": {"recommend": 9}}
+    return shop.client(**headers).post("/api/v1/surveys/nps/responses", body, format="json")
+
+
 # Every storefront route that names a visitor, with how to call it.
 GPC_CASES = {
     "api-events": (_events, "POST /api/v1/events"),
@@ -52,9 +67,10 @@ GPC_CASES = {
     "api-consent-detail": (_consent_get, "GET /api/v1/consent/<str:visitor_id>"),
     "api-decide": (_decide, "POST /api/v1/decide"),
     "api-privacy-requests": (_privacy_request, "POST /api/v1/privacy-requests"),
+    "api-survey-responses": (_survey_response, "POST /api/v1/surveys/<slug:key>/responses"),
 }
 # Storefront routes that name no visitor: there is nobody to record an opt-out for.
-NO_VISITOR = {"api-consent-policy", "api-privacy-request-detail"}
+NO_VISITOR = {"api-consent-policy", "api-privacy-request-detail", "api-survey"}
 
 
 @pytest.fixture

@@ -41,6 +41,22 @@ def test_registry__stores__find_a_visitors_rows(shop, consent):
     segment = Segment.objects.create(property=shop.prop, key="vip")
     SegmentMember.objects.create(segment=segment, property=shop.prop, visitor_id="v-1")
     decide(shop.prop, DecideRequest("v-1", "s-1", ["headline"]))
+    from personalization.services.surveys import survey_create, survey_response_submit
+
+    survey_create(
+        prop=shop.prop,
+        key="nps",
+        title="NPS",
+        questions=[{"key": "recommend", "type": "nps", "text": "Recommend us?"}],
+    )
+    for vid in ("v-1", "v-2"):
+        survey_response_submit(
+            prop=shop.prop,
+            survey_key="nps",
+            visitor_id=vid,
+            session_id="s-1",
+            answers={"recommend": 7},
+        )
     counts = {s.label: s.queryset_for(shop.prop.pk, "v-1").count() for s in registry.stores()}
     expected = {
         "consent.records",
@@ -53,6 +69,7 @@ def test_registry__stores__find_a_visitors_rows(shop, consent):
         "personalization.rule_counters",
         "personalization.session_budgets",
         "personalization.segment_members",
+        "personalization.survey_responses",
     }
     assert expected <= set(counts)
     assert {label: counts[label] for label in expected if counts[label] != 1} == {}

@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
 from .experiments import ExperimentResultsView
+from .surveys import SurveyResponsesView, SurveyView
 
 urlpatterns = [
     path("events", views.EventsView.as_view(), name="api-events"),
@@ -14,6 +15,12 @@ urlpatterns = [
         "experiments/<slug:key>/results",
         ExperimentResultsView.as_view(),
         name="api-experiment-results",
+    ),
+    path("surveys/<slug:key>", SurveyView.as_view(), name="api-survey"),
+    path(
+        "surveys/<slug:key>/responses",
+        SurveyResponsesView.as_view(),
+        name="api-survey-responses",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -4,7 +4,7 @@ from typing import Any
 
 import fastjsonschema
 
-from ..event_schemas import describe_error
+from ..event_schemas import UUID_PATTERN, describe_error
 from ..exceptions import ApplicationError
 
 MAX_SLOTS = 50
@@ -50,6 +50,18 @@ DECIDE_SCHEMA: dict[str, Any] = {
 _decide = fastjsonschema.compile(DECIDE_SCHEMA)
 
 
+def _checked(validator: Any, body: Any) -> dict[str, Any]:
+    try:
+        validator(body)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        error = describe_error(exc)
+        where = error["path"] or "body"
+        raise ApplicationError(
+            "invalid_request", f"{where}: {error['message']}", details=error
+        ) from exc
+    return body
+
+
 def decide_body(body: Any) -> dict[str, Any]:
     slots = body.get("slots") if isinstance(body, dict) else None
     if isinstance(slots, list) and len(slots) > MAX_SLOTS:
@@ -58,12 +70,24 @@ def decide_body(body: Any) -> dict[str, Any]:
             f"At most {MAX_SLOTS} slots a request; got {len(slots)}.",
             details={"max": MAX_SLOTS, "received": len(slots)},
         )
-    try:
-        _decide(body)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        error = describe_error(exc)
-        where = error["path"] or "body"
-        raise ApplicationError(
-            "invalid_request", f"{where}: {error['message']}", details=error
-        ) from exc
-    return body
+    return _checked(_decide, body)
+
+
+SURVEY_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["visitor_id", "session_id", "answers"],
+    "additionalProperties": False,
+    "properties": {
+        "visitor_id": _ID,
+        "session_id": _ID,
+        "decision_id": {"type": ["string", "null"], "pattern": UUID_PATTERN},
+        # Each answer is checked against its question by the service.
+        "answers": {"type": "object", "maxProperties": 100},
+    },
+}
+
+_survey_response = fastjsonschema.compile(SURVEY_RESPONSE_SCHEMA)
+
+
+def survey_response_body(body: Any) -> dict[str, Any]:
+    return _checked(_survey_response, body)

@@ -27,6 +27,7 @@ from .properties import (
     PropertyGroupObjectPermission,
     PropertyUserObjectPermission,
 )
+from .surveys import QuestionType, Survey, SurveyQuestion, SurveyResponse
 from .targeting import (
     Adjustment,
     Decision,
@@ -82,5 +83,9 @@ __all__ = [
     "QuarantineStatus",
     "QuarantinedEvent",
     "Session",
+    "QuestionType",
+    "Survey",
+    "SurveyQuestion",
+    "SurveyResponse",
     "Visitor",
 ]

@@ -77,7 +77,9 @@ class Experiment(models.Model):
     correction = models.CharField(
         max_length=8, choices=[("holm", "Holm"), ("bh", "Benjamini-Hochberg")], default="holm"
     )
-    cuped = models.BooleanField(default=False)
+    cuped = models.BooleanField(
+        default=True, help_text="Variance reduction with the goal's pre-exposure value."
+    )
     min_users = models.PositiveIntegerField(default=100)
     planned_users = models.PositiveIntegerField(null=True, blank=True)
     bandit = models.BooleanField(default=False, help_text="Thompson-sampling allocation.")

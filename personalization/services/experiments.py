@@ -211,6 +211,25 @@ def _exposures(experiment: Experiment, until: datetime) -> dict[str, Exposure]:
 
 def _value_python(goal: Goal, exposure: Exposure, events: list[tuple], sessions: list) -> float:
     start, end = exposure.first_at, exposure.first_at + timedelta(hours=goal.window_hours)
+    return _measure(goal, exposure, events, sessions, start, end)
+
+
+def _pre_value_python(goal: Goal, exposure: Exposure, events: list[tuple]) -> float:
+    """The goal's value in the same window before the first exposure (CUPED's covariate)."""
+    if goal.kind == GoalKind.RETENTION or goal.metric == GoalMetric.SESSION_DURATION:
+        return 0.0
+    end = exposure.first_at
+    return _measure(goal, exposure, events, [], end - timedelta(hours=goal.window_hours), end)
+
+
+def _measure(
+    goal: Goal,
+    exposure: Exposure,
+    events: list[tuple],
+    sessions: list,
+    start: datetime,
+    end: datetime,
+) -> float:
     if goal.kind == GoalKind.RETENTION:
         late = exposure.first_at + RETURN_GAP
         back = exposure.first_at + timedelta(days=goal.retention_days)
@@ -237,10 +256,12 @@ def _value_python(goal: Goal, exposure: Exposure, events: list[tuple], sessions:
     return float(len(matching))
 
 
-def summaries_python(
-    experiment: Experiment, goal: Goal, until: datetime
-) -> dict[str, tuple[int, float, float]]:
-    """Per variant: (users, sum, sum of squares) of the goal's value per exposed visitor."""
+Sums = tuple[int, float, float, float, float, float]
+
+
+def summaries_python(experiment: Experiment, goal: Goal, until: datetime) -> dict[str, Sums]:
+    """Per variant: users, the sum and sum of squares of the goal's value per exposed
+    visitor (y), and of its pre-exposure value (x, for CUPED) with the sum of x·y."""
     exposures = _exposures(experiment, until)
     events: dict[str, list[tuple]] = defaultdict(list)
     for row in Event.objects.filter(
@@ -253,19 +274,17 @@ def summaries_python(
             property_id=experiment.property_id, visitor__visitor_id__in=list(exposures)
         ).values_list("visitor__visitor_id", "started_at", "last_event_at"):
             sessions[vid].append((started, last))
-    out: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    out: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0, 0.0])
     for vid, exposure in exposures.items():
-        value = _value_python(goal, exposure, events[vid], sessions[vid])
+        y = _value_python(goal, exposure, events[vid], sessions[vid])
+        x = _pre_value_python(goal, exposure, events[vid])
         acc = out[exposure.variant]
-        acc[0] += 1
-        acc[1] += value
-        acc[2] += value * value
-    return {k: (int(v[0]), v[1], v[2]) for k, v in out.items()}
+        for i, term in enumerate((1, y, y * y, x, x * x, x * y)):
+            acc[i] += term
+    return {k: (int(v[0]), v[1], v[2], v[3], v[4], v[5]) for k, v in out.items()}
 
 
-def summaries_sql(
-    experiment: Experiment, goal: Goal, until: datetime
-) -> dict[str, tuple[int, float, float]]:
+def summaries_sql(experiment: Experiment, goal: Goal, until: datetime) -> dict[str, Sums]:
     """The same as :func:`summaries_python`, in one PostgreSQL aggregate query."""
     params: dict[str, Any] = {
         "p": experiment.property_id,
@@ -293,11 +312,12 @@ def summaries_sql(
                       AND ev.session_id <> ex.session_id
                       AND ev.timestamp > ex.first_at + %(gap)s * interval '1 second'
                       AND ev.timestamp <= ex.first_at + %(back)s * interval '1 second'))::int"""
-        per_visitor = f"SELECT ex.variant, {value}::float8 AS v FROM ex"
+        per_visitor = f"SELECT ex.variant, {value}::float8 AS v, 0::float8 AS x FROM ex"
     elif goal.metric == GoalMetric.SESSION_DURATION:
         per_visitor = """
             SELECT ex.variant, COALESCE(SUM(EXTRACT(EPOCH FROM
-                       s.last_event_at - GREATEST(s.started_at, ex.first_at))), 0)::float8 AS v
+                       s.last_event_at - GREATEST(s.started_at, ex.first_at))), 0)::float8 AS v,
+                   0::float8 AS x
             FROM ex
             JOIN personalization_visitor vi
               ON vi.property_id = %(p)s AND vi.visitor_id = ex.visitor_id
@@ -306,32 +326,40 @@ def summaries_sql(
              AND s.started_at < ex.first_at + %(window)s * interval '1 second'
             GROUP BY ex.visitor_id, ex.variant"""
     else:
-        if goal.metric == GoalMetric.REVENUE:
-            agg = "COALESCE(SUM((ev.properties->>'revenue')::float8), 0)"
-        elif goal.kind == GoalKind.BINARY:
-            agg = "(COUNT(ev.id) > 0)::int"
-        else:
-            agg = "COUNT(ev.id)"
+        after = "ev.timestamp >= ex.first_at"
+        before = "ev.timestamp < ex.first_at"
+
+        def agg(when: str) -> str:
+            if goal.metric == GoalMetric.REVENUE:
+                return (
+                    f"COALESCE(SUM((ev.properties->>'revenue')::float8) FILTER (WHERE {when}), 0)"
+                )
+            if goal.kind == GoalKind.BINARY:
+                return f"(COUNT(ev.id) FILTER (WHERE {when}) > 0)::int"
+            return f"COUNT(ev.id) FILTER (WHERE {when})"
+
         per_visitor = f"""
-            SELECT ex.variant, ({agg})::float8 AS v
+            SELECT ex.variant, ({agg(after)})::float8 AS v, ({agg(before)})::float8 AS x
             FROM ex
             LEFT JOIN personalization_event ev
               ON ev.property_id = %(p)s AND ev.visitor_id = ex.visitor_id
              AND ev.type = %(type)s {element}
-             AND ev.timestamp >= ex.first_at
+             AND ev.timestamp >= ex.first_at - %(window)s * interval '1 second'
              AND ev.timestamp < ex.first_at + %(window)s * interval '1 second'
             GROUP BY ex.visitor_id, ex.variant"""
     sql = f"""{exposures}
-        SELECT variant, COUNT(*), COALESCE(SUM(v), 0), COALESCE(SUM(v * v), 0)
+        SELECT variant, COUNT(*), COALESCE(SUM(v), 0), COALESCE(SUM(v * v), 0),
+               COALESCE(SUM(x), 0), COALESCE(SUM(x * x), 0), COALESCE(SUM(x * v), 0)
         FROM ({per_visitor}) per_visitor GROUP BY variant"""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0]: (int(row[1]), float(row[2]), float(row[3])) for row in cursor.fetchall()}
+        return {
+            row[0]: (int(row[1]), *(float(v) for v in row[2:7]))  # type: ignore[misc]
+            for row in cursor.fetchall()
+        }
 
 
-def summaries(
-    experiment: Experiment, goal: Goal, until: datetime
-) -> dict[str, tuple[int, float, float]]:
+def summaries(experiment: Experiment, goal: Goal, until: datetime) -> dict[str, Sums]:
     if connection.vendor == "postgresql":
         return summaries_sql(experiment, goal, until)
     return summaries_python(experiment, goal, until)
@@ -340,10 +368,16 @@ def summaries(
 # --- results ---------------------------------------------------------------------------
 
 
-def _variant_summary(kind: str, users: int, total: float, squares: float) -> stats.VariantSummary:
+def _variant_summary(
+    kind: str, users: int, total: float, squares: float, *cov: float, cuped: bool = False
+) -> stats.VariantSummary:
+    covariate = None
+    if cuped and cov:
+        x, xx, xy = cov
+        covariate = stats.Covariate(kind, x, x if kind == "binary" else xx, xy)  # type: ignore[arg-type]
     if kind == "continuous":
-        return stats.VariantSummary.continuous(users, total, squares)
-    return stats.VariantSummary.binary(users, int(round(total)))
+        return stats.VariantSummary.continuous(users, total, squares, covariate)
+    return stats.VariantSummary.binary(users, int(round(total)), covariate)
 
 
 def _lift(row: stats.VariantResult) -> dict | None:
@@ -352,25 +386,32 @@ def _lift(row: stats.VariantResult) -> dict | None:
     return {"relative": row.lift.relative, "ci_low": row.lift.ci_low, "ci_high": row.lift.ci_high}
 
 
-def _recommendation(goals: list[dict], srm_flagged: bool, enough: bool) -> str:
+def _recommendation(goals: list[dict], enough: bool) -> tuple[str, str]:
+    """(ship | keep running | stop | inconclusive, the reason in words)."""
     if not enough:
-        return "Not enough data yet: keep the experiment running."
-    if srm_flagged:
-        return "Sample ratio mismatch: check the assignment before trusting these results."
+        return "keep running", "Not enough data yet: some variant is below the minimum sample."
     for goal in goals:
         if goal["role"] == GoalRole.GUARDRAIL:
             worse = [v["variant"] for v in goal["variants"] if v.get("verdict") == "worse"]
             if worse:
-                return f"Stop {', '.join(worse)}: it degrades the guardrail {goal['key']}."
+                return "stop", f"{', '.join(worse)} degrades the guardrail {goal['key']}."
     primary = next((g for g in goals if g["role"] == GoalRole.PRIMARY), None)
     if primary:
         better = [v for v in primary["variants"] if v.get("verdict") == "better"]
         if better:
             best = max(better, key=lambda v: (v["lift"] or {}).get("relative", 0))
-            return f"Ship {best['variant']}: it beats the control on {primary['key']}."
-        if all(v.get("verdict") in ("control", "inconclusive") for v in primary["variants"]):
-            return "No significant difference on the primary goal yet."
-    return "Keep running."
+            return "ship", f"{best['variant']} beats the control on {primary['key']}."
+        worse = [v["variant"] for v in primary["variants"] if v.get("verdict") == "worse"]
+        if worse and len(worse) == len(primary["variants"]) - 1:
+            return "stop", f"Every treatment does worse than the control on {primary['key']}."
+        if experiment_planned_reached(primary):
+            return "inconclusive", "No significant difference at the planned sample size."
+    return "keep running", "No significant difference on the primary goal yet."
+
+
+def experiment_planned_reached(goal: dict) -> bool:
+    planned = goal.get("planned_users")
+    return bool(planned) and all(v["users"] >= planned for v in goal["variants"])
 
 
 def experiment_results_compute(experiment: Experiment, now: datetime | None = None) -> dict:
@@ -385,12 +426,15 @@ def experiment_results_compute(experiment: Experiment, now: datetime | None = No
         goal = link.goal
         kind = "continuous" if goal.kind == GoalKind.CONTINUOUS else "binary"
         sums = summaries(experiment, goal, now)
-        rows = [sums.get(k, (0, 0.0, 0.0)) for k in keys]
+        rows = [sums.get(k, (0, 0.0, 0.0, 0.0, 0.0, 0.0)) for k in keys]
         users_per_variant = [r[0] for r in rows]
         if sum(users_per_variant) == 0:
             continue
+        # CUPED when asked and a pre-exposure value exists for some visitors.
+        cuped = experiment.cuped and any(r[3] > 0 for r in rows)
         analysis = stats.analyze_goal(
-            [_variant_summary(kind, *r) for r in rows],
+            [_variant_summary(kind, *r, cuped=cuped) for r in rows],
+            cuped=cuped,
             method=experiment.method,  # type: ignore[arg-type]
             alpha=alpha,
             inverse=goal.inverse,
@@ -404,7 +448,9 @@ def experiment_results_compute(experiment: Experiment, now: datetime | None = No
             "snapshot_at": now.isoformat(),
             "method": experiment.method,
             "srm_p_value": None,
-            "recommendation": "Not enough data yet: no visitor has been exposed.",
+            "recommendation": "keep running",
+            "recommendation_detail": "Not enough data yet: no visitor has been exposed.",
+            "warnings": [],
             "goals": [],
             "enough_data": False,
         }
@@ -427,6 +473,13 @@ def experiment_results_compute(experiment: Experiment, now: datetime | None = No
                     ),
                     "rate": row.mean,
                     "lift": None if row.is_control else _lift(row),
+                    "difference": None
+                    if row.difference is None
+                    else {
+                        "absolute": row.difference.absolute,
+                        "ci_low": row.difference.ci_low,
+                        "ci_high": row.difference.ci_high,
+                    },
                     **({"lift_reason": row.lift_reason} if row.lift_reason else {}),
                     "p_value": row.p_value,
                     "p_value_adjusted": row.p_value_adjusted,
@@ -443,13 +496,22 @@ def experiment_results_compute(experiment: Experiment, now: datetime | None = No
                 "variants": variants,
             }
         )
+    code, detail = _recommendation(goal_rows, enough)
     return {
         "experiment": experiment.key,
         "snapshot_at": now.isoformat(),
         "method": experiment.method,
         "srm_p_value": combined.srm.p_value,
         "srm_flagged": combined.srm.flagged,
-        "recommendation": _recommendation(goal_rows, combined.srm.flagged, enough),
+        # Below p = 0.001 the assignment itself is suspect: a warning and no recommendation.
+        "recommendation": None if combined.srm.flagged else code,
+        "recommendation_detail": None if combined.srm.flagged else detail,
+        "warnings": [
+            "Sample ratio mismatch (p < 0.001): the split of visitors does not match the "
+            "weights; find the cause before trusting these results."
+        ]
+        if combined.srm.flagged
+        else [],
         "goals": goal_rows,
         "enough_data": enough,
     }

@@ -49,5 +49,6 @@ class Command(BaseCommand):
             f"{totals.visitors} visitors, {totals.sent} events sent: {totals.accepted} stored, "
             f"{totals.duplicates} duplicates, {totals.quarantined} quarantined, "
             f"{totals.dropped_no_consent} dropped for lack of consent; "
-            f"{totals.decisions} decisions, {totals.adjustments} adjustments."
+            f"{totals.decisions} decisions, {totals.adjustments} adjustments, "
+            f"{totals.survey_responses} survey responses."
         )
