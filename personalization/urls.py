@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/v1/", include("personalization.api.urls")),
     path("dashboard/", include("dashboard.urls")),
     path("privacy/", include("consent.urls")),
+    path("demo/", include("personalization.demo")),
 ]
 
 handler404 = "personalization.urls.not_found"

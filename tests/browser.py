@@ -29,7 +29,7 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         pg = context.new_page()
         pg.console_errors = []  # type: ignore[attr-defined]
         pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
-        pg.set_default_timeout(10_000)
+        pg.set_default_timeout(30_000)  # generous: CI shares two cores
         yield pg
         context.close()
         browser.close()

@@ -66,7 +66,9 @@ def test_consent__unknown_visitor__nothing_granted(shop):
         ({"purposes": {"marketing_emails": True}}, "unknown_purpose"),
         ({"purposes": "all"}, "invalid_request"),
         ({"visitor_id": ""}, "invalid_request"),
-        ({"method": "gpc"}, "invalid_request"),
+        # "gpc" is accepted (a script relaying navigator.globalPrivacyControl); an officer's
+        # method is not the storefront's to claim.
+        ({"method": "officer"}, "invalid_request"),
         ({"policy_version": "one"}, "invalid_request"),
     ],
 )

@@ -65,7 +65,9 @@ class ConsentInputSerializer(serializers.Serializer):
     visitor_id = serializers.CharField(max_length=128)
     policy_version = serializers.IntegerField(min_value=1)
     purposes = serializers.DictField(child=serializers.BooleanField(), allow_empty=True)
-    method = serializers.ChoiceField(choices=["banner", "api"], default="banner")
+    # "gpc": a script relaying navigator.globalPrivacyControl, since browsers forbid scripts to
+    # set the Sec-GPC header; recorded exactly as that header would be.
+    method = serializers.ChoiceField(choices=["banner", "api", "gpc"], default="banner")
 
 
 class EffectiveConsentSerializer(serializers.Serializer):

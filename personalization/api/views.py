@@ -131,7 +131,7 @@ class ConsentView(StorefrontView):
             purposes=v["purposes"],
             method=v["method"],
             ip=self.client_ip,
-            gpc=self.gpc,
+            gpc=self.gpc or v["method"] == "gpc",
         )
         return Response(_consent_body(v["visitor_id"], consent), status=201)
 
