@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from django.db import connection, models
 
 
@@ -35,6 +36,15 @@ def _values_sql(
     return ", ".join([row_sql] * len(rows)), params
 
 
+def _dumps(value: Any) -> str:
+    """orjson takes a tenth of json.dumps's time; json.dumps for what orjson refuses
+    (integers beyond 64 bits, which JSON allows and a quarantined event may hold)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def _pg_arrays(
     fields: list[models.Field], rows: Sequence[dict[str, Any]]
 ) -> tuple[list[str], list[str], list[Any]]:
@@ -45,7 +55,7 @@ def _pg_arrays(
         if isinstance(f, models.JSONField):
             types.append("text[]")
             selects.append(f"u.c{i}::jsonb")
-            params.append([None if r[f.name] is None else json.dumps(r[f.name]) for r in rows])
+            params.append([None if r[f.name] is None else _dumps(r[f.name]) for r in rows])
         else:
             # psycopg adapts str, int, UUID and aware datetimes itself; Django's per-value
             # preparation would cost more than the insert.
@@ -302,7 +312,7 @@ def from_db_datetime(value: Any) -> Any:
 
 
 def from_db_json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def insert_with_children(

@@ -40,7 +40,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 
 def role_grant(user: AbstractBaseUser, prop: Property, role: str) -> None:
     """Give a staff user a role on one property: the group, and the role's object permissions."""
-    group = Group.objects.get(name=role)
+    group, _ = Group.objects.get_or_create(name=role)  # created by a migration; robust to flushes
     user.groups.add(group)  # type: ignore[attr-defined]
     for codename in ROLE_PERMISSIONS[role]:
         assign_perm(f"personalization.{codename}", user, prop)
