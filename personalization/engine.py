@@ -421,9 +421,7 @@ def decide(
                 chosen.priority,
             )
         else:
-            result.answers[slot_key] = SlotAnswer(
-                slot_key, slot.default, _content(slot, slot.default, attributes, ruleset, prop, now)
-            )
+            result.answers[slot_key] = _default_answer(slot, attributes, ruleset, prop, now)
 
     if explain:
         for item in result.suppressed:
@@ -450,6 +448,15 @@ def decide(
     return result
 
 
+def _default_answer(
+    slot: CompiledSlot, attributes: dict, ruleset: RuleSet, prop: Property, now: datetime
+) -> SlotAnswer:
+    """The slot's default, with live content filled in like any other answer."""
+    return SlotAnswer(
+        slot.key, slot.default, _content(slot, slot.default, attributes, ruleset, prop, now)
+    )
+
+
 def _all_defaults(
     result: DecisionResult,
     ruleset: RuleSet,
@@ -459,9 +466,8 @@ def _all_defaults(
     now: datetime,
 ) -> None:
     for slot_key in known:
-        slot = ruleset.slots[slot_key]
-        result.answers[slot_key] = SlotAnswer(
-            slot_key, slot.default, _content(slot, slot.default, attributes, ruleset, prop, now)
+        result.answers[slot_key] = _default_answer(
+            ruleset.slots[slot_key], attributes, ruleset, prop, now
         )
 
 
@@ -522,9 +528,9 @@ def _apply_and_log(
                     {"slot": slot_key, "candidate": f"rule:{rule.key}", "reason": reason}
                 )
                 del winners[slot_key]
-                slot = ruleset_for(prop.pk).slots[slot_key]
-                result.answers[slot_key] = SlotAnswer(
-                    slot_key, slot.default, slot.variants[slot.default].content
+                ruleset = ruleset_for(prop.pk)
+                result.answers[slot_key] = _default_answer(
+                    ruleset.slots[slot_key], attributes, ruleset, prop, now
                 )
                 continue
             budget.adjustments += 1
