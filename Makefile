@@ -26,7 +26,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py load_demo
-	@echo "Serving on http://127.0.0.1:8000 (admin: /admin/, data quality: /dashboard/data-quality/)"
+	$(RUN_ENV) $(BIN)/python manage.py dashboard_rollup
+	@echo "Serving on http://127.0.0.1:8000 (admin: /admin/, dashboards: /dashboard/)"
 	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: $(STAMP)

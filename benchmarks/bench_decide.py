@@ -17,8 +17,9 @@ In-process, interleaved per decision, on the same visitors:
 (a) the engine's pure work: ``decide(..., dry_run=True)`` with, inside this process only, the
     loaders replaced by pre-loaded values: ``ruleset_for`` (a cache read) returns the compiled
     rule set, ``consent_effective`` (cache + one query) the visitor's ``EffectiveConsent``,
-    ``visitor_signals_get`` (two queries + ``signals_for``) the visitor's signals dict, and the
-    ``RuleCounter`` / ``SessionBudget`` reads (two queries) the rows loaded beforehand. What
+    ``visitor_signals_get`` (one query + ``signals_for``) the visitor's signals dict, and
+    ``_state_load`` (counters and session budget: one Redis round trip, or two queries on the
+    database path) the values loaded beforehand. What
     remains: attributes, candidates, the compiled conditions, live windows, caps and cooldowns
     against the loaded counters, stickiness and the session budget, resolution, the answer —
     and, because it is a dry run, the explanation trace. (a') is the same without the trace:
@@ -26,10 +27,15 @@ In-process, interleaved per decision, on the same visitors:
 (b) GrowthBook's SDK (``growthbook.core.evalCondition``) evaluating the same 50 conditions (the
     rules' stored JSON) on the same nested attribute dict the engine builds; (a0) is the
     engine's 50 compiled conditions alone on that dict.
-(c) the whole ``decide()`` on PostgreSQL: consent, signals, counters, the budget row lock,
-    the atomic counter upserts and the decision log — with the Redis cache
-    (``--redis-url``, default ``redis://127.0.0.1:6379/3``, flushed at the start) or the
-    per-process cache (``--no-redis``).
+(c) the whole ``decide()`` on PostgreSQL: consent, signals, counters, the budget, the atomic
+    counter updates and the decision log — with the Redis cache (``--redis-url``, default
+    ``redis://127.0.0.1:6379/3``, flushed at the start) or the per-process cache
+    (``--no-redis``). With Redis, the engine's hot state (personalization/hotstate.py) is in
+    the same Redis: counters and budget read in one round trip, applied with the log entry
+    queued in one Lua script, the log flushed to PostgreSQL in batches (timed apart: the
+    flush's cost per decision); (c0) is the same decisions on the database path
+    (``DECIDE_REDIS_URL=""``: counters, budget and log in PostgreSQL, one transaction).
+    ``--db-path`` runs everything, HTTP included, on the database path.
 
 Over HTTP: ``gunicorn personalization.wsgi`` with ``DJANGO_SETTINGS_MODULE=
 benchmarks.bench_settings`` (the project's URLs plus ``/bench/trivial``, a DRF APIView with
@@ -332,7 +338,7 @@ def build_visitors(prop: Any, n: int, days: float, seed: int) -> tuple[list[Case
 class Preloaded:
     consent: dict[str, Any]
     signals: dict[tuple[str, str], dict]
-    counters: dict[str, list[Any]]
+    counters: dict[str, dict[int, Any]]
     budgets: dict[tuple[str, str], Any]
     attributes: dict[str, dict]
 
@@ -342,64 +348,25 @@ def preload(prop: Any, cases: list[Case]) -> Preloaded:
 
     from consent.selectors import consent_effective
     from personalization import engine
-    from personalization.models import RuleCounter, SessionBudget
     from personalization.ruleset import ruleset_for
     from personalization.selectors import visitor_signals_get
 
     ruleset = ruleset_for(prop.pk)
+    all_rules = [r for rules in ruleset.rules_by_slot.values() for r in rules]
     now = timezone.now()
     loaded = Preloaded({}, {}, {}, {}, {})
     for c in cases:
         loaded.consent[c.visitor_id] = consent_effective(prop.pk, c.visitor_id)
         signals = visitor_signals_get(prop, c.visitor_id, c.session_id, now)
         loaded.signals[(c.visitor_id, c.session_id)] = signals
-        loaded.counters[c.visitor_id] = list(
-            RuleCounter.objects.filter(property=prop, visitor_id=c.visitor_id)
-        )
-        loaded.budgets[(c.visitor_id, c.session_id)] = SessionBudget.objects.filter(
-            property=prop, visitor_id=c.visitor_id, session_id=c.session_id
-        ).first()
+        # Counters and budget as the engine loads them (Redis hot state, or the database).
+        rows, budget, _ = engine._state_load(prop, c.request(), all_rules)
+        loaded.counters[c.visitor_id] = rows
+        loaded.budgets[(c.visitor_id, c.session_id)] = budget
         loaded.attributes[c.visitor_id] = engine._attributes(
             c.request(), signals, ruleset, prop, now
         )
     return loaded
-
-
-class _Rows:
-    def __init__(self, rows: list[Any]) -> None:
-        self.rows = rows
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.rows)
-
-    def first(self) -> Any:
-        return self.rows[0] if self.rows else None
-
-
-class _FakeCounters:
-    """``RuleCounter.objects.filter(property=, visitor_id=, rule_id__in=)`` over loaded rows."""
-
-    def __init__(self, loaded: Preloaded) -> None:
-        self.objects = self
-        self.loaded = loaded
-
-    def filter(self, **kw: Any) -> _Rows:
-        ids = set(kw.get("rule_id__in", ()))
-        return _Rows(
-            [c for c in self.loaded.counters.get(kw["visitor_id"], []) if c.rule_id in ids]
-        )
-
-
-class _FakeBudgets:
-    """``SessionBudget.objects.filter(property=, visitor_id=, session_id=).first()``."""
-
-    def __init__(self, loaded: Preloaded) -> None:
-        self.objects = self
-        self.loaded = loaded
-
-    def filter(self, **kw: Any) -> _Rows:
-        row = self.loaded.budgets.get((kw["visitor_id"], kw["session_id"]))
-        return _Rows([row] if row is not None else [])
 
 
 @contextmanager
@@ -407,14 +374,12 @@ def engine_without_io(ruleset: Any, loaded: Preloaded, stub_writes: bool) -> Ite
     """Inside this process only: the engine's loaders return pre-loaded values (and, with
     ``stub_writes``, the transaction and the writes do nothing). Restored on exit."""
     from personalization import engine
-    from personalization import models as pmodels
 
     saved = {
         name: getattr(engine, name)
-        for name in ("ruleset_for", "consent_selectors", "visitor_signals_get", "SessionBudget",
+        for name in ("ruleset_for", "consent_selectors", "visitor_signals_get", "_state_load",
                      "transaction", "_apply_and_log")
     }  # fmt: skip
-    saved_counter = pmodels.RuleCounter
     engine.ruleset_for = lambda property_id: ruleset  # type: ignore[assignment]
     engine.consent_selectors = SimpleNamespace(  # type: ignore[assignment]
         consent_effective=lambda property_id, visitor_id: loaded.consent[visitor_id]
@@ -424,8 +389,13 @@ def engine_without_io(ruleset: Any, loaded: Preloaded, stub_writes: bool) -> Ite
         return loaded.signals[(visitor_id, session_id)]
 
     engine.visitor_signals_get = signals_get
-    engine.SessionBudget = _FakeBudgets(loaded)  # type: ignore[assignment,misc]
-    pmodels.RuleCounter = _FakeCounters(loaded)  # type: ignore[assignment,misc]
+
+    def state_load(prop: Any, request: Any, rules: Any) -> tuple[dict, Any, bool]:
+        # "False": not from Redis, so the stubbed writes below are the ones called.
+        budget = loaded.budgets.get((request.visitor_id, request.session_id))
+        return loaded.counters.get(request.visitor_id, {}), budget, False
+
+    engine._state_load = state_load
     if stub_writes:
         engine.transaction = SimpleNamespace(atomic=contextlib.nullcontext)  # type: ignore
         engine._apply_and_log = lambda *a, **kw: None  # type: ignore[assignment]
@@ -434,7 +404,6 @@ def engine_without_io(ruleset: Any, loaded: Preloaded, stub_writes: bool) -> Ite
     finally:
         for name, value in saved.items():
             setattr(engine, name, value)
-        pmodels.RuleCounter = saved_counter  # type: ignore[misc]
 
 
 def run_pure(prop: Any, cases: list[Case], loaded: Preloaded, iterations: int, warmup: int):
@@ -631,11 +600,27 @@ class _Timers:
                 self.add("COMMIT", time.perf_counter() - t0)
 
         connection._commit = commit  # type: ignore[attr-defined]
+        from personalization import hotstate
+
+        hot_saved = {n: getattr(hotstate, n) for n in ("state_get", "apply_and_log")}
+        for name, label in (("state_get", "Redis read: counters + budget (pipeline)"),
+                            ("apply_and_log", "Redis Lua: apply + queue log entry")):  # fmt: skip
+
+            def hot_timed(*a: Any, _o: Any = hot_saved[name], _l: str = label, **kw: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return _o(*a, **kw)
+                finally:
+                    self.add(_l, time.perf_counter() - t0)
+
+            setattr(hotstate, name, hot_timed)
         try:
             with connection.execute_wrapper(sql):
                 yield
         finally:
             del connection._commit  # type: ignore[attr-defined]
+            for name, value in hot_saved.items():
+                setattr(hotstate, name, value)
             for name in wrapped:
                 delattr(backend, name)
 
@@ -708,7 +693,24 @@ def run_full(prop: Any, cases: list[Case], count: int, warmup: int) -> dict[str,
     cpu = time.process_time() - cpu0
     sample_later = [cases[(i * 3) % len(cases)] for i in range(min(count, 400))]
     table_later, ms_later, stmts_later = _breakdown(prop, sample_later)
+    from django.conf import settings
+
+    from personalization import hotstate
+
+    # The log entries the decisions queued in Redis, written to PostgreSQL in batches: the
+    # work moved off the request path, timed here so its cost per decision is not hidden.
+    pending = hotstate.pending_count()
+    t0 = time.perf_counter()
+    flushed = hotstate.decision_log_flush()
+    flush_s = time.perf_counter() - t0
     return {
+        "hot_state": bool(settings.DECIDE_REDIS_URL),
+        "flush": {
+            "pending_before": pending,
+            "flushed": flushed,
+            "seconds": round(flush_s, 3),
+            "us_per_decision": round(flush_s / flushed * 1e6, 1) if flushed else None,
+        },
         "decisions": count,
         "latency_ms": ms(times),
         "first_in_session": len(first),
@@ -872,7 +874,10 @@ def _aggregate(root: Any) -> tuple[dict[str, float], dict[str, float], float]:
 
 
 def profile(fn: Callable[[], None], title: str, top: int, interval: float = 0.0002) -> str:
-    from pyinstrument import Profiler
+    try:
+        from pyinstrument import Profiler
+    except ImportError:  # not a project dependency: `.venv/bin/pip install pyinstrument`
+        return f"----- {title}: not profiled (pyinstrument is not installed) -----"
 
     sampler = Profiler(interval=interval)
     sampler.start()
@@ -1020,7 +1025,19 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"p99 {first['p99']} ms; later ones: p50 {later['p50']} ms p99 {later['p99']} ms",
         f"(c) p99 < {TARGET_IN_PROCESS_P99_MS:g} ms: "
         f"{'YES' if f['latency_ms']['p99'] < TARGET_IN_PROCESS_P99_MS else 'NO'}",
+        f"hot state       {r.get('hot_state', '?')}; log flush after (c): "
+        f"{f['flush']['flushed']} entries in {f['flush']['seconds']} s "
+        f"({f['flush']['us_per_decision']} us/decision, off the request path)",
     ]
+    f0 = r.get("full_db_path")
+    if f0:
+        lines.append(
+            f"(c0) same decisions, database path  p50 {f0['latency_ms']['p50']} ms  p90 "
+            f"{f0['latency_ms']['p90']} ms  p99 {f0['latency_ms']['p99']} ms; SQL "
+            f"statements/decision {f0['breakdown_first']['sql_statements_per_decision']} / "
+            f"{f0['breakdown_later']['sql_statements_per_decision']}; (c)/(c0) p50 "
+            f"{f['latency_ms']['p50'] / f0['latency_ms']['p50']:.2f}"
+        )
     h = r.get("http")
     if h:
         d = h["decide_median"]
@@ -1041,6 +1058,12 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
             f"{TARGET_HTTP_RATIO}): {'MET' if http_met else 'NOT MET'}; "
             f"decide vs {TARGET_DECISIONS_PER_S:,}/s target: {q['http_decide_vs_target']:.1%}",
         ]
+        fa = h.get("flush_after")
+        if fa:
+            lines.append(
+                f"log after HTTP  {fa['pending']} entries still pending (the rest flushed on "
+                f"size during the run), flushed in {fa['seconds']} s"
+            )
         for pr in h.get("paced", []):
             rt = pr["response_time_ms"]
             lines.append(
@@ -1137,6 +1160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/3",
                    help="cache for the run (flushed first); see --no-redis")  # fmt: skip
     p.add_argument("--no-redis", action="store_true", help="per-process (locmem) cache")
+    p.add_argument("--db-path", action="store_true",
+                   help="the engine's hot state in the database (DECIDE_REDIS_URL='')")  # fmt: skip
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
@@ -1184,6 +1209,8 @@ def main(argv: list[str] | None = None) -> int:
         env.pop("REDIS_URL", None)
     else:
         env["REDIS_URL"] = args.redis_url
+    # The engine's hot state follows REDIS_URL unless --db-path keeps it in the database.
+    env["DECIDE_REDIS_URL"] = "" if args.db_path or args.no_redis else args.redis_url
 
     log(f"creating database {args.db}")
     create_database(admin_url, args.db)
@@ -1245,6 +1272,14 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
     log(f"(c): {args.full_decisions} whole decisions")
     full = run_full(prop, cases, args.full_decisions, 200)
     log(f"(c) p50 {full['latency_ms']['p50']} ms, p99 {full['latency_ms']['p99']} ms")
+    full_db = None
+    if full["hot_state"]:
+        from django.test import override_settings
+
+        log(f"(c0): {args.full_decisions} whole decisions on the database path")
+        with override_settings(DECIDE_REDIS_URL=""):
+            full_db = run_full(prop, cases, args.full_decisions, 200)
+        log(f"(c0) p50 {full_db['latency_ms']['p50']} ms, p99 {full_db['latency_ms']['p99']} ms")
 
     http = None
     if not args.skip_http:
@@ -1252,6 +1287,16 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
 
         connections.close_all()
         raw = run_http(args, env, keys["publishable"], cases)
+        from personalization import hotstate
+
+        pending = hotstate.pending_count()
+        t0 = time.perf_counter()
+        flushed = hotstate.decision_log_flush()
+        raw["flush_after"] = {
+            "pending": pending,
+            "flushed": flushed,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         http = {
             **raw,
             "decide_median": _median_run(raw["decide"]),
@@ -1297,6 +1342,7 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
         },
         "code": args.code_state,
         "cache": "Redis " + args.redis_url if not args.no_redis else "locmem (per process)",
+        "hot_state": "database" if args.db_path or args.no_redis else "Redis " + args.redis_url,
         "http_setup": {
             "workers": args.workers,
             "worker_class": args.worker_class,
@@ -1308,6 +1354,7 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
         "scale": {"targeting": targeting, "visitors": visitors},
         "pure": pure,
         "full": full,
+        "full_db_path": full_db,
         "http": http,
         "ratios": ratios,
     }

@@ -165,6 +165,9 @@ class GpcEvidenceAdmin(ReadOnlyMixin, PrivacyScopedAdmin):
 @admin.register(Suppression)
 class SuppressionAdmin(ReadOnlyMixin, PrivacyScopedAdmin):
     list_display = ["created_at", "property", "visitor_key", "reason", "exclude_from_training"]
+    # Shown, never a form field: a select of requests would be ordered by the request queue's
+    # ``closed`` annotation, which a plain queryset lacks (the page answered 500).
+    readonly_fields = ["request"]
     list_filter = ["reason"]
     search_fields = ["=visitor_key"]
 

@@ -1,11 +1,14 @@
 """Reads of the consent app. Ingestion and decisions ask these, nothing else."""
 
+import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Case, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
@@ -44,17 +47,30 @@ def _policy_cache_key(property_id: int) -> str:
     return f"consent:policy:{property_id}"
 
 
+# Every decision reads the current policy: a process keeps it for a second (no cache round
+# trip), within the shared cache's own POLICY_CACHE_SECONDS.
+POLICY_MEMO_SECONDS = 1.0
+_current: dict[int, tuple[float, ConsentPolicy]] = {}
+
+
 def policy_current(property_id: int) -> ConsentPolicy | None:
+    memo = _current.get(property_id)
+    now = time.monotonic()
+    if memo is not None and memo[0] > now:
+        return memo[1]
     key = _policy_cache_key(property_id)
     policy = cache.get(key)
     if policy is None:
         policy = ConsentPolicy.objects.filter(property_id=property_id).order_by("-version").first()
         if policy is not None:
             cache.set(key, policy, POLICY_CACHE_SECONDS)
+    if policy is not None:
+        _current[property_id] = (now + POLICY_MEMO_SECONDS, policy)
     return policy
 
 
 def policy_forget(property_id: int) -> None:
+    _current.pop(property_id, None)
     cache.delete(_policy_cache_key(property_id))
 
 
@@ -105,8 +121,14 @@ def _effective(record: _Latest | None, current: ConsentPolicy | None) -> Effecti
 POLICY_BY_ID_SECONDS = 3600
 
 
+_by_id: dict[int, ConsentPolicy] = {}
+
+
 def _policies_by_id(ids: set[int]) -> dict[int, ConsentPolicy]:
-    """Published policies never change: cache them by id (the cache is shared in production)."""
+    """Published policies never change: kept by id in the process (bounded: a few versions
+    per property) and in the shared cache."""
+    if ids <= _by_id.keys():
+        return {pid: _by_id[pid] for pid in ids}
     keys = {f"consent:policy-id:{pid}": pid for pid in ids}
     found = {keys[k]: v for k, v in cache.get_many(list(keys)).items()}
     missing = ids - set(found)
@@ -116,7 +138,43 @@ def _policies_by_id(ids: set[int]) -> dict[int, ConsentPolicy]:
             {f"consent:policy-id:{pid}": p for pid, p in fresh.items()}, POLICY_BY_ID_SECONDS
         )
         found.update(fresh)
+    if len(_by_id) > 10_000:
+        _by_id.clear()
+    _by_id.update(found)
     return found
+
+
+def _latest_records(property_id: int, keys: list[str]) -> Iterable[tuple]:
+    """(visitor_key, id, granted, policy_id, created_at, suppressed) of the visitors' records,
+    each visitor's latest first."""
+    if connection.vendor == "postgresql":
+        # Every decision asks: a fixed statement (no ORM query built per call) returning only
+        # each visitor's latest record.
+        record, suppression = ConsentRecord._meta.db_table, Suppression._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT ON (r.visitor_key) r.visitor_key, r.id, r.granted, r.policy_id, "
+                f"r.created_at, EXISTS (SELECT 1 FROM {suppression} s "
+                "WHERE s.property_id = r.property_id AND s.visitor_key = r.visitor_key) "
+                f"FROM {record} r WHERE r.property_id = %s AND r.visitor_key = ANY(%s) "
+                "ORDER BY r.visitor_key, r.id DESC",
+                [property_id, keys],
+            )
+            found = cursor.fetchall()
+        return [(k, i, json.loads(g) if isinstance(g, str) else g, p, at, sup)
+                for k, i, g, p, at, sup in found]  # fmt: skip
+    return (
+        ConsentRecord.objects.filter(property_id=property_id, visitor_key__in=keys)
+        .annotate(
+            suppressed=Exists(
+                Suppression.objects.filter(
+                    property_id=property_id, visitor_key=OuterRef("visitor_key")
+                )
+            )
+        )
+        .order_by("visitor_key", "-id")
+        .values_list("visitor_key", "id", "granted", "policy_id", "created_at", "suppressed")
+    )
 
 
 def consents_effective(property_id: int, visitor_ids: Iterable[str]) -> dict[str, EffectiveConsent]:
@@ -131,19 +189,7 @@ def consents_effective(property_id: int, visitor_ids: Iterable[str]) -> dict[str
     current = policy_current(property_id)
     keys = {visitor_key(property_id, vid): vid for vid in ids}
     rows: dict[str, tuple] = {}
-    query = (
-        ConsentRecord.objects.filter(property_id=property_id, visitor_key__in=list(keys))
-        .annotate(
-            suppressed=Exists(
-                Suppression.objects.filter(
-                    property_id=property_id, visitor_key=OuterRef("visitor_key")
-                )
-            )
-        )
-        .order_by("visitor_key", "-id")
-        .values_list("visitor_key", "id", "granted", "policy_id", "created_at", "suppressed")
-    )
-    for row in query:
+    for row in _latest_records(property_id, list(keys)):
         rows.setdefault(row[0], row)
     policies = _policies_by_id({row[3] for row in rows.values()})
     latest = {

@@ -1,5 +1,13 @@
+"""The dashboard pages: thin views over ``dashboard.page_data`` (which reads the rollups).
+
+Every page is staff only and shows one property the user holds ``view_dashboards`` on
+(the Consent page: ``view_consent_dashboard``, privacy officers); its filters are a GET
+form kept in the URL; ``?format=csv&chart=<name>`` downloads the rows behind one chart.
+"""
+
+import csv
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
@@ -7,13 +15,16 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
+from django.urls import reverse
 
 from consent.tenancy import properties_for
-from personalization.models import Fate
-from personalization.selectors import ingest_fates
 
-WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+from . import page_data
+from .filters import DashboardFilterForm, Filters
+from .finders import plotly_maplibre_style_id
+
+DASHBOARDS = "view_dashboards"
+CONSENT = "view_consent_dashboard"
 
 
 def property_permission_required(codename: str) -> Callable:
@@ -32,22 +43,166 @@ def property_permission_required(codename: str) -> Callable:
     return decorator
 
 
-@property_permission_required("view_dashboards")
-def data_quality(request: HttpRequest) -> HttpResponse:
-    """Per property and event type: how many events met each fate (Marketing, Analysts)."""
-    properties = properties_for(request.user, "view_dashboards")
-    window = request.GET.get("window", "24h")
-    if window not in WINDOWS:
-        window = "24h"
-    since = timezone.now() - WINDOWS[window]
-    return render(
-        request,
-        "dashboard/data_quality.html",
-        {
-            "rows": ingest_fates(properties, since),
-            "fates": Fate.choices,
-            "window": window,
-            "windows": list(WINDOWS),
-            "title": "Data quality",
-        },
-    )
+@dataclass(frozen=True)
+class Page:
+    name: str  # the URL name, and the CSS/test hook
+    title: str
+    permission: str
+    build: Callable[[Filters], page_data.PageData]
+    filters: tuple[str, ...] = ("property", "start", "end")
+    template: str = "dashboard/page.html"
+    description: str = ""
+
+
+ALL_FILTERS = ("property", "start", "end", "slot", "segment", "device")
+PAGES = [
+    Page(
+        "overview",
+        "Overview",
+        DASHBOARDS,
+        page_data.overview,
+        ("property", "start", "end", "slot", "device"),
+        description="Adjustments served, and how personalized visitors fare against the "
+        "holdout (95% intervals).",
+    ),
+    Page(
+        "rules",
+        "Rules",
+        DASHBOARDS,
+        page_data.rules,
+        ("property", "start", "end", "slot", "device"),
+        template="dashboard/rules.html",
+        description="Per rule and version: exposures, suppressions, and click-through lift "
+        "against the slot's default (95% intervals).",
+    ),
+    Page(
+        "experiments",
+        "Experiments",
+        DASHBOARDS,
+        page_data.experiments,
+        ("property", "start", "end", "slot"),
+        template="dashboard/experiments.html",
+        description="Each experiment's latest results snapshot: lift per variant and goal, "
+        "sample-ratio checks, the recommendation, and the snapshot history.",
+    ),
+    Page(
+        "retention",
+        "Retention",
+        DASHBOARDS,
+        page_data.retention,
+        description="Visitors first seen in a week, and the share active in each later "
+        "week; personalized against holdout.",
+    ),
+    Page(
+        "feedback",
+        "Feedback",
+        DASHBOARDS,
+        page_data.feedback,
+        template="dashboard/feedback.html",
+        description="Survey scores by what the visitor was shown before answering "
+        "(95% intervals), and recent free-text answers.",
+    ),
+    Page(
+        "segments",
+        "Segments",
+        DASHBOARDS,
+        page_data.segments,
+        ("property", "start", "end", "segment"),
+        template="dashboard/segments.html",
+        description="Distinct visitors per day whose decisions placed them in each segment.",
+    ),
+    Page(
+        "data-quality",
+        "Data quality",
+        DASHBOARDS,
+        page_data.data_quality,
+        template="dashboard/data_quality.html",
+        description="What became of the events received: stored, duplicates, quarantined, "
+        "dropped for lack of consent.",
+    ),
+    Page(
+        "consent",
+        "Consent",
+        CONSENT,
+        page_data.consent,
+        template="dashboard/consent.html",
+        description="Opt-in per purpose, the Global Privacy Control share, and data-subject "
+        "requests by deadline (privacy officers only).",
+    ),
+]
+PAGES_BY_NAME = {page.name: page for page in PAGES}
+
+
+def _nav(request: HttpRequest) -> list[dict[str, str]]:
+    """The pages this user may open (dashboards, consent, or both)."""
+    allowed = {
+        codename
+        for codename in (DASHBOARDS, CONSENT)
+        if properties_for(request.user, codename).exists()
+    }
+    return [
+        {"name": p.name, "title": p.title, "url": reverse(f"dashboard:{p.name}")}
+        for p in PAGES
+        if p.permission in allowed
+    ]
+
+
+def csv_response(chart: Any, filters: Filters) -> HttpResponse:
+    name = f"{filters.prop.slug}-{chart.name}-{filters.start}-{filters.end}.csv"
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    writer = csv.writer(response)
+    writer.writerow(chart.columns)
+    writer.writerows(chart.rows)
+    return response
+
+
+def _bad_request(request: HttpRequest, context: dict[str, Any], message: str) -> HttpResponse:
+    context["form_message"] = message
+    return render(request, context["page"].template, context, status=400)
+
+
+def dashboard_page(page: Page) -> Callable[..., HttpResponse]:
+    @property_permission_required(page.permission)
+    def view(request: HttpRequest) -> HttpResponse:
+        form = DashboardFilterForm(
+            request.GET, properties=properties_for(request.user, page.permission)
+        )
+        context: dict[str, Any] = {
+            "page": page,
+            "title": page.title,
+            "form": form,
+            "nav": _nav(request),
+            "filters": None,
+            "charts": [],
+            "plotly_maplibre_id": plotly_maplibre_style_id(),
+        }
+        wanted = request.GET.get("format", "html")
+        if wanted not in ("html", "csv"):
+            return _bad_request(request, context, "format must be html or csv.")
+        if not form.is_valid():
+            return _bad_request(request, context, "Correct the filters.")
+        filters = form.filters()
+        data = page.build(filters)
+        if wanted == "csv":
+            charts = {chart.name: chart for chart in data.charts}
+            chart = charts.get(request.GET.get("chart", ""))
+            if chart is None:
+                names = ", ".join(charts)
+                return _bad_request(request, context, f"chart must be one of: {names}.")
+            return csv_response(chart, filters)
+        context.update(filters=filters, charts=data.charts, **data.extra)
+        return render(request, page.template, context)
+
+    view.__name__ = view.__qualname__ = page.name.replace("-", "_")
+    return view
+
+
+overview = dashboard_page(PAGES_BY_NAME["overview"])
+rules = dashboard_page(PAGES_BY_NAME["rules"])
+experiments = dashboard_page(PAGES_BY_NAME["experiments"])
+retention = dashboard_page(PAGES_BY_NAME["retention"])
+feedback = dashboard_page(PAGES_BY_NAME["feedback"])
+segments = dashboard_page(PAGES_BY_NAME["segments"])
+data_quality = dashboard_page(PAGES_BY_NAME["data-quality"])
+consent = dashboard_page(PAGES_BY_NAME["consent"])

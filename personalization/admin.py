@@ -331,4 +331,4 @@ class VisitorAdmin(PropertyScopedAdmin):
 __all__ = ["ApiKeyKind"]
 
 # The targeting, experiments and surveys admins register themselves on import.
-from . import admin_experiments, admin_surveys, admin_targeting  # noqa: E402, F401, I001
+from . import admin_experiments, admin_learning, admin_surveys, admin_targeting  # noqa: E402, F401, I001

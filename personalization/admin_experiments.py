@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -303,6 +304,8 @@ class ExperimentAdmin(PropertyScopedAdmin):
         ] + super().get_urls()
 
     def power_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):  # deny by default: experiment readers only
+            raise PermissionDenied
         form = PowerForm(request.GET or None)
         form.fields["property"].queryset = properties_for(request.user, self.view_perm)  # type: ignore[attr-defined]
         answer = None

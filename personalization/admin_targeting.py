@@ -20,6 +20,8 @@ from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_f
 from . import event_schemas, signals
 from .conditions import validate_condition
 from .engine import DecideRequest, decide
+from .exceptions import ApplicationError
+from .learning.scoring import model_key_problems
 from .models import (
     Rule,
     RuleVersion,
@@ -78,6 +80,14 @@ class ConditionField(forms.JSONField):
         if problems:
             raise forms.ValidationError(problems)
         return condition
+
+
+def _refuse_unknown_models(form: forms.ModelForm, prop: Any, condition: Any) -> None:
+    """A condition reading model.<key> of a model the property does not have is refused."""
+    if prop is None or not condition:
+        return
+    for problem in model_key_problems(prop.pk, condition):
+        form.add_error("condition", problem)
 
 
 class VariantForm(forms.ModelForm):
@@ -143,7 +153,21 @@ class VariantInline(ScopedInline):
 class SlotForm(forms.ModelForm):
     class Meta:
         model = Slot
-        fields = ["property", "key", "name", "description", "default_variant", "content_schema"]
+        fields = [
+            "property",
+            "key",
+            "name",
+            "description",
+            "default_variant",
+            "content_schema",
+            "serve_model",
+        ]
+
+    def clean_serve_model(self) -> Any:
+        model = self.cleaned_data.get("serve_model")
+        if model is not None and self.instance.pk and model.slot_id != self.instance.pk:
+            raise forms.ValidationError(f"The model {model.key!r} predicts another slot.")
+        return model
 
     def clean_content_schema(self) -> Any:
         schema = self.cleaned_data.get("content_schema")
@@ -181,6 +205,11 @@ class SegmentForm(forms.ModelForm):
         if self.instance.pk:
             ids = self.instance.members.values_list("visitor_id", flat=True)
             self.fields["saved_visitors"].initial = "\n".join(ids)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        _refuse_unknown_models(self, data.get("property"), data.get("condition"))
+        return data
 
     def clean_goal(self) -> Any:
         goal = self.cleaned_data.get("goal") or {}
@@ -272,11 +301,17 @@ class RuleForm(forms.ModelForm):
             "stickiness_override",
             "min_sample",
             "require_interval",
+            "guardrail",
+            "guardrail_autopause",
         ]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         prop, slot, variant = data.get("property"), data.get("slot"), data.get("variant")
+        _refuse_unknown_models(self, prop, data.get("condition"))
+        guardrail = data.get("guardrail")
+        if guardrail is not None and prop is not None and guardrail.property_id != prop.pk:
+            self.add_error("guardrail", "This goal belongs to another property.")
         if slot and prop and slot.property_id != prop.pk:
             self.add_error("slot", "This slot belongs to another property.")
         if slot and variant and variant.slot_id != slot.pk:
@@ -377,8 +412,12 @@ class RuleAdmin(PropertyScopedAdmin):
         rule = self._rule_for(request, pk, self.change_perm)
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:personalization_rule_change", args=[pk]))
-        rule_restore(rule=rule, version=version, user=request.user)
-        messages.success(request, f"Version {version} restored as version {rule.version}.")
+        try:
+            rule_restore(rule=rule, version=version, user=request.user)
+        except ApplicationError as exc:  # an unknown version in the URL: say so, not a 500
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Version {version} restored as version {rule.version}.")
         return HttpResponseRedirect(reverse("admin:personalization_rule_change", args=[pk]))
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -410,7 +449,8 @@ class RuleAdmin(PropertyScopedAdmin):
 
     def replay_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         rule = self._rule_for(request, pk, self.view_perm)
-        days = min(max(int(request.GET.get("days", "7") or 7), 1), 30)
+        raw_days = request.GET.get("days", "7")
+        days = min(max(int(raw_days), 1), 30) if raw_days.isdigit() else 7  # ?days=x: no 500
         report = rule_replay(rule=rule, days=days)
         return TemplateResponse(
             request,

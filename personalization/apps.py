@@ -8,8 +8,16 @@ class PersonalizationConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from .security import checks, lockout  # noqa: F401  (checks register on import)
+
+        lockout.install()
+
         from consent import registry
 
+        from .hotstate import decisions_export as hotstate_export
+        from .hotstate import visitor_erase as hotstate_erase
+        from .learning import maintenance as learning_maintenance
+        from .learning import privacy as learning_privacy
         from .models import (
             Adjustment,
             Decision,
@@ -23,6 +31,7 @@ class PersonalizationConfig(AppConfig):
             SessionBudget,
             Slot,
             SurveyResponse,
+            TrainingMember,
             Variant,
             Visitor,
         )
@@ -39,7 +48,16 @@ class PersonalizationConfig(AppConfig):
             if property_id is not None:
                 config_bump(property_id)
 
+        from consent.models import RetentionRun
+
         from .models import Experiment, Goal, Rollout
+
+        # What was learned from a visitor erased since is retrained in the next retention run.
+        post_save.connect(
+            learning_maintenance.on_retention_run,
+            sender=RetentionRun,
+            dispatch_uid="learning-retrain-after-retention",
+        )
 
         for model in (Slot, Variant, Segment, SegmentMember, Rule, Experiment, Rollout, Goal):
             post_save.connect(bump, sender=model, dispatch_uid=f"bump-{model.__name__}")
@@ -85,6 +103,11 @@ class PersonalizationConfig(AppConfig):
                 time_field="created_at",
                 retention="adjustment_log",
                 description="The decision log: answers, signals read, suppressed candidates.",
+                # Flush the decisions still pending in Redis first (so their rows are erased
+                # or exported with the rest); erasure also deletes the visitor's counters and
+                # budgets there.
+                extra_erase=hotstate_erase,
+                exporter=hotstate_export,
             ),
             registry.VisitorStore(
                 label="personalization.adjustments",
@@ -115,6 +138,17 @@ class PersonalizationConfig(AppConfig):
                 time_field="updated_at",
                 retention="adjustment_log",
                 description="Adjustments per session and sticky variants.",
+            ),
+            registry.VisitorStore(
+                label="personalization.training_sets",
+                model=TrainingMember,
+                visitor_field="visitor_key",
+                keyed=True,
+                eraser=learning_privacy.training_erase,
+                description="Who each clustering run and propensity model version was trained "
+                "on (keyed hash). Erasure marks those runs and versions stale; the retention "
+                "purge's next run retrains them without the visitor. The artifacts and "
+                "centroids themselves hold no visitor id.",
             ),
             registry.VisitorStore(
                 label="personalization.survey_responses",

@@ -25,8 +25,9 @@ from django.utils import timezone
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 
-from . import bucketing, live
+from . import bucketing, hotstate, live
 from .db import from_db_json, insert_with_children, rule_counter_apply, update_rows, upsert_locked
+from .learning import scoring
 from .models import Adjustment, Decision, Property, SessionBudget, SourceKind
 from .ruleset import CompiledRule, CompiledSlot, RuleSet, ruleset_for
 from .selectors import visitor_signals_get
@@ -160,6 +161,9 @@ def _attributes(
             "visitor": signals["visitor"],
         }
     )
+    if ruleset.models:
+        # Scores first: segments and rules may read model.<key>.score.
+        attributes["model"] = scoring.scores(ruleset.models, attributes)
     members = [key for key, cond in ruleset.segments if cond(attributes, ruleset.saved_groups)]
     attributes["segments"] = members
     attributes["segment"] = dict.fromkeys(members, True)
@@ -288,28 +292,13 @@ def decide(
         explain(f"segments: {', '.join(attributes['segments']) or 'none'}")
     rules = [r for s in known for r in ruleset.rules_by_slot.get(s, []) if r.live_at(now)]
     day_key, week_key = _calendar_keys(prop, now)
-    from .models import RuleCounter
-
+    hot = hotstate.client() is not None
+    rows: dict[int, Any] = {}
+    budget: Any = None
+    if consented and not holdout:
+        rows, budget, hot = _state_load(prop, request, rules)
     counters = _Counters(
-        session_key=request.session_id,
-        day_key=day_key,
-        week_key=week_key,
-        now=now,
-        rows={
-            c.rule_id: c
-            for c in RuleCounter.objects.filter(
-                property=prop, visitor_id=request.visitor_id, rule_id__in=[r.id for r in rules]
-            )
-        }
-        if rules and consented and not holdout
-        else {},
-    )
-    budget = (
-        SessionBudget.objects.filter(
-            property=prop, visitor_id=request.visitor_id, session_id=request.session_id
-        ).first()
-        if consented and not holdout
-        else None
+        session_key=request.session_id, day_key=day_key, week_key=week_key, now=now, rows=rows
     )
     sticky: dict[str, dict] = dict(budget.sticky) if budget and prop.session_stickiness else {}
     used = budget.adjustments if budget else 0
@@ -421,7 +410,13 @@ def decide(
                 chosen.priority,
             )
         else:
-            result.answers[slot_key] = _default_answer(slot, attributes, ruleset, prop, now)
+            model = _model_answer(slot, attributes) if blanket is None else None
+            if model is not None and (limit is None or used < limit):
+                used += 1
+                model.content = _content(slot, model.variant, attributes, ruleset, prop, now)
+                result.answers[slot_key] = model
+            else:
+                result.answers[slot_key] = _default_answer(slot, attributes, ruleset, prop, now)
 
     if explain:
         for item in result.suppressed:
@@ -434,18 +429,32 @@ def decide(
         return result
 
     # 5. Apply atomically and log; an adjustment that cannot be logged is not made.
-    try:
-        with transaction.atomic():
-            _apply_and_log(
-                prop, request, result, winners, counters, limit, now, consent.record_id, attributes
-            )
-    except DatabaseError:
-        # The savepoint rolled back counters and budget with the log: nothing was applied.
-        logger.exception("decision %s could not be logged; serving defaults", result.decision_id)
-        _all_defaults(result, ruleset, known, attributes, prop, now)
-        result.logged = False
+    # With Redis: one Lua script, the log queued there; without it (or while it is away):
+    # counters, budget and the log in one database transaction.
+    args = (prop, request, result, winners, counters, limit, now, consent.record_id, attributes)
+    if not (hot and _apply_and_log_hot(*args)):
+        try:
+            with transaction.atomic():
+                _apply_and_log(*args)
+        except DatabaseError:
+            # The savepoint rolled back counters and budget with the log: nothing applied.
+            logger.exception("decision %s not logged; serving defaults", result.decision_id)
+            _all_defaults(result, ruleset, known, attributes, prop, now)
+            result.logged = False
     result.personalized = any(not a.is_default for a in result.answers.values())
     return result
+
+
+def _model_answer(slot: CompiledSlot, attributes: dict) -> SlotAnswer | None:
+    """The slot's model's best variant, when the slot serves one and it is not the default."""
+    if not slot.model:
+        return None
+    score = attributes.get("model", {}).get(slot.model)
+    if score is None or score["best"] == slot.default or score["best"] not in slot.variants:
+        return None
+    return SlotAnswer(
+        slot.key, score["best"], {}, SourceKind.MODEL, slot.model, score["version"], 0
+    )
 
 
 def _default_answer(
@@ -469,6 +478,111 @@ def _all_defaults(
         result.answers[slot_key] = _default_answer(
             ruleset.slots[slot_key], attributes, ruleset, prop, now
         )
+
+
+def _state_load(
+    prop: Property, request: DecideRequest, rules: list[CompiledRule]
+) -> tuple[dict[int, Any], Any, bool]:
+    """The counters of the visitor and the session's budget, and whether they came from
+    Redis (one round trip) or, without it, from the database (two queries)."""
+    if hotstate.client() is not None:
+        try:
+            hot_rows, hot_budget = hotstate.state_get(
+                prop.pk, request.visitor_id, request.session_id
+            )
+            return hot_rows, hot_budget, True
+        except hotstate.Unavailable:
+            pass
+    from .models import RuleCounter
+
+    counters = RuleCounter.objects.filter(
+        property=prop, visitor_id=request.visitor_id, rule_id__in=[r.id for r in rules]
+    )
+    budget = SessionBudget.objects.filter(
+        property=prop, visitor_id=request.visitor_id, session_id=request.session_id
+    ).first()
+    return ({c.rule_id: c for c in counters} if rules else {}), budget, False
+
+
+def _apply_and_log_hot(
+    prop: Property,
+    request: DecideRequest,
+    result: DecisionResult,
+    winners: dict[str, CompiledRule],
+    counters: _Counters,
+    limit: int | None,
+    now: datetime,
+    consent_record_id: int | None,
+    attributes: dict,
+) -> bool:
+    """Count the winners and queue the log entry in Redis, all or nothing. A winner that a
+    concurrent decision blocked falls back to its default and the rest is tried again.
+    False when Redis does not answer: the caller uses the database path."""
+    while True:
+        decision_row, answers = _log_rows(prop, request, result, now, consent_record_id, attributes)
+        decision_row["decision_id"] = str(result.decision_id)
+        decision_row["created_at"] = now.isoformat()
+        for row in answers:
+            del row["created_at"]
+        try:
+            blocked = hotstate.apply_and_log(
+                property_id=prop.pk,
+                visitor_id=request.visitor_id,
+                session_id=request.session_id,
+                now=now,
+                day_key=counters.day_key,
+                week_key=counters.week_key,
+                limit=limit,
+                winners=[
+                    hotstate.Winner(
+                        slot_key,
+                        rule.id,
+                        rule.cooldown_s,
+                        rule.cap_session,
+                        rule.cap_day,
+                        rule.cap_week,
+                        _sticky_entry(rule),
+                    )
+                    for slot_key, rule in winners.items()
+                ],
+                entry=hotstate.log_entry(decision_row, answers),
+            )
+        except hotstate.Unavailable:
+            return False
+        if not blocked:
+            return True
+        for slot_key, reason in blocked.items():
+            _lost_race(result, winners, slot_key, reason, attributes, prop, now)
+
+
+def _lost_race(
+    result: DecisionResult,
+    winners: dict[str, CompiledRule],
+    slot_key: str,
+    reason: str,
+    attributes: dict,
+    prop: Property,
+    now: datetime,
+) -> None:
+    """A concurrent decision took the winner's last cap or budget unit: the slot falls back
+    to its default, and the winner is listed as suppressed."""
+    rule = winners.pop(slot_key)
+    result.suppressed.append({"slot": slot_key, "candidate": f"rule:{rule.key}", "reason": reason})
+    ruleset = ruleset_for(prop.pk)
+    result.answers[slot_key] = _default_answer(
+        ruleset.slots[slot_key], attributes, ruleset, prop, now
+    )
+
+
+def _sticky_entry(rule: CompiledRule) -> dict[str, Any]:
+    """What a session remembers of the rule that adjusted a slot (stickiness)."""
+    return {
+        "rule_id": rule.id,
+        "key": rule.key,
+        "version": rule.version,
+        "variant": rule.variant,
+        "priority": rule.priority,
+    }
 
 
 def _apply_and_log(
@@ -523,24 +637,10 @@ def _apply_and_log(
             ):
                 reason = COOLDOWN if rule.cooldown_s else FREQUENCY_CAP
             if reason is not None:
-                # Lost a race with a concurrent decision: the slot falls back to its default.
-                result.suppressed.append(
-                    {"slot": slot_key, "candidate": f"rule:{rule.key}", "reason": reason}
-                )
-                del winners[slot_key]
-                ruleset = ruleset_for(prop.pk)
-                result.answers[slot_key] = _default_answer(
-                    ruleset.slots[slot_key], attributes, ruleset, prop, now
-                )
+                _lost_race(result, winners, slot_key, reason, attributes, prop, now)
                 continue
             budget.adjustments += 1
-            budget.sticky[slot_key] = {
-                "rule_id": rule.id,
-                "key": rule.key,
-                "version": rule.version,
-                "variant": rule.variant,
-                "priority": rule.priority,
-            }
+            budget.sticky[slot_key] = _sticky_entry(rule)
         update_rows(
             SessionBudget,
             [
@@ -553,6 +653,20 @@ def _apply_and_log(
             ],
             ["adjustments", "sticky", "updated_at"],
         )
+    decision_row, answers = _log_rows(prop, request, result, now, consent_record_id, attributes)
+    # The decision and its answers in one statement (one round trip on PostgreSQL).
+    insert_with_children(Decision, decision_row, Adjustment, answers, fk="decision")
+
+
+def _log_rows(
+    prop: Property,
+    request: DecideRequest,
+    result: DecisionResult,
+    now: datetime,
+    consent_record_id: int | None,
+    attributes: dict,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The decision's log row and its answers' rows, keyed by field name."""
     decision_row = dict(
         decision_id=result.decision_id,
         property=prop.pk,
@@ -585,5 +699,4 @@ def _apply_and_log(
         )
         for a in result.answers.values()
     ]
-    # The decision and its answers in one statement (one round trip on PostgreSQL).
-    insert_with_children(Decision, decision_row, Adjustment, answers, fk="decision")
+    return decision_row, answers

@@ -7,6 +7,7 @@ a process compiles a property's rules again when it sees a newer version.
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,8 @@ from .conditions import (
     prepare_saved_groups,
     validate_condition,
 )
+from .learning.clustering import memberships
+from .learning.scoring import CompiledModel, compiled_models, guard, referenced
 from .models import (
     Experiment,
     ExperimentStatus,
@@ -53,6 +56,8 @@ class CompiledSlot:
     key: str
     default: str
     variants: dict[str, VariantSpec]
+    # A propensity model key: serve its best variant when nothing else applies.
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,8 @@ class RuleSet:
     broken: dict[str, list[str]] = field(default_factory=dict)
     experiments_by_slot: dict[str, list[CompiledExperiment]] = field(default_factory=dict)
     rollouts_by_slot: dict[str, list[CompiledRollout]] = field(default_factory=dict)
+    # The promoted version of every model the conditions or slots read (model.<key>).
+    models: dict[str, CompiledModel] = field(default_factory=dict)
 
     @property
     def metric_slots(self) -> set[str]:
@@ -166,21 +173,35 @@ def _version_key(property_id: int) -> str:
     return f"config-version:{property_id}"
 
 
+# A process asks the shared cache for a property's version at most once a second (a cache
+# round trip saved on nearly every decision): a change reaches the other processes within
+# VERSION_MEMO_SECONDS, this one at once.
+VERSION_MEMO_SECONDS = 1.0
+_versions: dict[int, tuple[float, int]] = {}
+
+
 def config_version(property_id: int) -> int:
+    memo = _versions.get(property_id)
+    now = time.monotonic()
+    if memo is not None and memo[0] > now:
+        return memo[1]
     version = cache.get(_version_key(property_id))
     if version is None:
         version = (
             Property.objects.filter(pk=property_id).values_list("config_version", flat=True).first()
         ) or 0
         cache.set(_version_key(property_id), version, VERSION_CACHE_SECONDS)
+    _versions[property_id] = (now + VERSION_MEMO_SECONDS, int(version))
     return int(version)
 
 
 def config_bump(property_id: int) -> None:
     """Invalidate every process's compiled rules of a property."""
     Property.objects.filter(pk=property_id).update(config_version=F("config_version") + 1)
+    _versions.pop(property_id, None)
 
     def publish() -> None:
+        _versions.pop(property_id, None)
         version = (
             Property.objects.filter(pk=property_id).values_list("config_version", flat=True).first()
         )
@@ -194,14 +215,19 @@ def config_bump(property_id: int) -> None:
 
 def compile_ruleset(property_id: int, version: int) -> RuleSet:
     slots: dict[str, CompiledSlot] = {}
-    for slot in Slot.objects.filter(property_id=property_id).prefetch_related("variants"):
+    for slot in (
+        Slot.objects.filter(property_id=property_id)
+        .select_related("serve_model")
+        .prefetch_related("variants")
+    ):
         variants = {
             v.key: VariantSpec(v.key, v.content, v.strategy, v.strategy_limit)
             for v in slot.variants.all()
         }
         if slot.default_variant not in variants:
             variants[slot.default_variant] = VariantSpec(slot.default_variant, {}, "", 0)
-        slots[slot.key] = CompiledSlot(slot.key, slot.default_variant, variants)
+        model_key = slot.serve_model.key if slot.serve_model else ""
+        slots[slot.key] = CompiledSlot(slot.key, slot.default_variant, variants, model_key)
     segments = list(Segment.objects.filter(property_id=property_id))
     lists: dict[str, list[str]] = {s.key: [] for s in segments}
     for key, visitor in SegmentMember.objects.filter(property_id=property_id).values_list(
@@ -228,7 +254,7 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
             slot=rule.slot.key,
             variant=rule.variant.key,
             priority=rule.priority,
-            condition=compile_condition(rule.condition),
+            condition=compile_condition(guard(rule.condition)),
             cooldown_s=rule.cooldown_seconds,
             cap_session=rule.cap_per_session,
             cap_day=rule.cap_per_day,
@@ -245,19 +271,25 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
         # Highest priority first; the key breaks ties so the order is deterministic.
         slot_rules.sort(key=lambda r: (-r.priority, r.key))
     compiled_segments = []
+    nearest = memberships(segments)
     for segment in segments:
-        if segment.condition and not validate_condition(
+        if segment.cluster_id is not None:
+            if segment.cluster_id in nearest:
+                compiled_segments.append((segment.key, nearest[segment.cluster_id]))
+        elif segment.condition and not validate_condition(
             segment.condition, known_groups=saved_groups.keys()
         ):
-            compiled_segments.append((segment.key, compile_condition(segment.condition)))
+            compiled_segments.append((segment.key, compile_condition(guard(segment.condition))))
         elif lists[segment.key]:
             compiled_segments.append(
                 (segment.key, compile_condition({"id": {"$inGroup": segment.key}}))
             )
+    model_keys: set[str] = set()  # the models any condition or slot reads
     experiments: dict[str, list[CompiledExperiment]] = {}
     for exp in Experiment.objects.filter(
         property_id=property_id, status=ExperimentStatus.RUNNING
     ).select_related("slot"):
+        model_keys |= referenced(exp.condition)
         problems = validate_condition(exp.condition or {}, known_groups=saved_groups.keys())
         if problems:
             logger.warning("experiment %s skipped: %s", exp.key, "; ".join(problems))
@@ -272,7 +304,7 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
                 slot=exp.slot.key,
                 variants=tuple(str(v["variant"]) for v in exp.variants),
                 ranges=tuple((float(a), float(b)) for a, b in ranges),
-                condition=compile_condition(exp.condition or {}),
+                condition=compile_condition(guard(exp.condition or {})),
                 namespace=(
                     (str(exp.namespace[0]), float(exp.namespace[1]), float(exp.namespace[2]))
                     if exp.namespace
@@ -308,6 +340,9 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
     for group in (experiments, rollouts):
         for items in group.values():
             items.sort(key=lambda x: (-x.priority, x.key))
+    model_keys |= {s.model for s in slots.values() if s.model}
+    for condition in [r.condition for r in rules] + [s.condition for s in segments]:
+        model_keys |= referenced(condition)
     return RuleSet(
         property_id=property_id,
         version=version,
@@ -318,6 +353,7 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
         broken=broken,
         experiments_by_slot=experiments,
         rollouts_by_slot=rollouts,
+        models=compiled_models(property_id, model_keys),
     )
 
 

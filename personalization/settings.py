@@ -57,7 +57,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "personalization.security.headers.SecurityHeadersMiddleware",
     "personalization.api.cors.ApiCorsMiddleware",
+    # After CORS, so a browser can read a 429's Retry-After.
+    "personalization.security.ratelimit.RateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -99,10 +102,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        # A copy of what the database holds: while Redis is away, reads miss and requests
+        # read the database (personalization/cache.py); short timeouts keep that quick.
+        "default": {
+            "BACKEND": "personalization.cache.FailSoftRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.5},
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The decision engine's hot state (counters, session budgets, the pending decision log:
+# personalization/hotstate.py); "" keeps it in the database. Run this Redis with
+# appendonly on: acknowledged decisions wait there for their flush.
+DECIDE_REDIS_URL = env.str("DECIDE_REDIS_URL", default=REDIS_URL)
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -125,11 +138,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # dashboard/plotly.min.js: the plotly.js the installed plotly package ships (no CDN)
+    "dashboard.finders.PlotlyFinder",
+]
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))
 # Access-export archives: MEDIA_ROOT/PRIVACY_EXPORT_DIR/<property>/<token>.zip, never served
 # as static media; downloaded through the officers' view, for this many hours.
 PRIVACY_EXPORT_DIR = env.str("PRIVACY_EXPORT_DIR", default="privacy-exports")
 PRIVACY_EXPORT_TTL_HOURS = env.int("PRIVACY_EXPORT_TTL_HOURS", default=7 * 24)
+# Erasure deletes rows in batches of this size, each batch its own transaction.
+PRIVACY_ERASE_BATCH = env.int("PRIVACY_ERASE_BATCH", default=1000)
+# Fault tests only: a pause after each erasure batch and each exported store, so a test
+# can kill a worker in the middle of a task. Always 0 in production.
+PRIVACY_FAULT_PAUSE_SECONDS = env.float("PRIVACY_FAULT_PAUSE_SECONDS", default=0.0)
 
 LOGIN_URL = "admin:login"
 
@@ -193,7 +217,34 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "personalization.tasks.rollout_guardrails_task",
         "schedule": crontab(minute="*/15"),
     },
+    "learning-scheduled": {
+        "task": "personalization.tasks.learning_scheduled_task",
+        "schedule": crontab(hour=4, minute=0),
+    },
+    "rule-guardrails": {
+        "task": "personalization.tasks.rule_guardrails_task",
+        "schedule": crontab(minute=20),
+    },
+    # Decisions acknowledged from Redis reach the database within seconds (engine hot state).
+    "decision-log-flush": {
+        "task": "personalization.tasks.decision_log_flush_task",
+        "schedule": 5.0,
+    },
+    "dashboard-rollups": {
+        "task": "dashboard.tasks.dashboard_rollups_task",
+        "schedule": crontab(minute="*/10"),
+    },
+    "dashboard-retention": {
+        "task": "dashboard.tasks.dashboard_retention_task",
+        "schedule": crontab(hour=2, minute=40),
+    },
 }
+
+# Dashboards: a goal event without a decision id counts for an adjustment this many
+# seconds after it (per slot: dashboard.AttributionWindow); incremental rollups fold in
+# input stamped up to this many hours late (older input waits for `dashboard_rollup --full`).
+DASHBOARD_ATTRIBUTION_WINDOW = env.int("DASHBOARD_ATTRIBUTION_WINDOW", default=30 * 60)
+DASHBOARD_LATE_EVENTS_HOURS = env.int("DASHBOARD_LATE_EVENTS_HOURS", default=72)
 
 # Event ingestion.
 EVENTS_MAX_BATCH = 500
@@ -204,8 +255,38 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if not SECURE_SSL_REDIRECT:
+        # The proxy in front terminates TLS and redirects http to https (README, "Security");
+        # the benchmarks' gunicorn serves plain http on loopback.
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
+
+# Security headers, rate limits and the admin login's lockout (personalization/security/).
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+RATELIMIT_REDIS_URL = env.str("RATELIMIT_REDIS_URL", default=REDIS_URL)
+RATELIMIT_PATH_PREFIX = "/api/"
+RATELIMIT_WINDOW_SECONDS = env.int("RATELIMIT_WINDOW_SECONDS", default=60)
+# Requests per window; 0 switches a limit off. A publishable key serves every visitor of a
+# storefront, so its limit is high; an address is one browser or one server.
+RATELIMIT_PER_KEY = env.int("RATELIMIT_PER_KEY", default=60000)
+RATELIMIT_PER_ADDRESS = env.int("RATELIMIT_PER_ADDRESS", default=6000)
+# A header set by the trusted proxy with the client's address (e.g. HTTP_X_REAL_IP).
+RATELIMIT_CLIENT_ADDRESS_HEADER = env.str("RATELIMIT_CLIENT_ADDRESS_HEADER", default="REMOTE_ADDR")
+RATELIMIT_REDIS_TIMEOUT = 0.25
+RATELIMIT_REDIS_RETRY_SECONDS = 5
+LOGIN_LOCKOUT_FAILURES = env.int("LOGIN_LOCKOUT_FAILURES", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 
 LOGGING = {
     "version": 1,

@@ -19,9 +19,12 @@ from django.utils import timezone
 
 from consent import selectors as consent_selectors
 from consent import services as consent_services
+from consent.hashing import visitor_key
+from consent.models import ConsentRecord
 
 from .engine import DecideRequest, decide
 from .exceptions import ApplicationError
+from .hotstate import decision_log_flush
 from .models import Property, Rule, Segment, Slot, Variant
 from .services.ingest import IngestResult, events_ingest
 from .services.rules import rule_save
@@ -71,6 +74,22 @@ def demo_experiment(prop: Property) -> None:
     for goal, role in ((click, "primary"), (revenue, "secondary"), (back, "guardrail")):
         ExperimentGoal.objects.create(experiment=test, goal=goal, role=role)
     experiment_start(experiment=test)
+
+
+def demo_snapshots_backfill(prop: Property, *, days: int, every_days: int = 7) -> int:
+    """Results snapshots of the demo's experiments as they would have been taken each week of
+    the simulated period (beat takes them hourly from now on), so the experiments dashboard
+    has a history to show. Returns how many were written."""
+    from .models import Experiment
+    from .services.experiments import experiment_snapshot
+
+    now = timezone.now()
+    written = 0
+    for experiment in Experiment.objects.filter(property=prop, status="running"):
+        for back in range(days - every_days, -1, -every_days):
+            experiment_snapshot(experiment=experiment, now=now - timedelta(days=back))
+            written += 1
+    return written
 
 
 REASONS = ["Search", "Social media", "A friend", "The newsletter", "An ad", "Just browsing"]
@@ -560,6 +579,14 @@ def _corrupt(rng: random.Random, event: dict) -> dict:
     return bad
 
 
+def _consent_backdate(prop: Property, visitor_id: str, at: datetime) -> None:
+    """Simulated history only: the service dates a consent record now, but this visitor gave
+    it at their first visit, so the consent dashboard has a timeline to show."""
+    ConsentRecord.objects.filter(
+        property_id=prop.pk, visitor_key=visitor_key(prop.pk, visitor_id)
+    ).update(created_at=at - timedelta(seconds=5))
+
+
 def simulate(
     *,
     prop: Property,
@@ -568,6 +595,7 @@ def simulate(
     seed: int = 7,
     batch_size: int = 200,
     refuse_share: float = 0.1,
+    gpc_share: float = 0.03,
     bad_share: float = 0.003,
     progress: Callable[[int], None] | None = None,
     personalize: bool = False,
@@ -587,6 +615,7 @@ def simulate(
 
     for n in range(visitors):
         visitor = f"v-{seed}-{n:06d}"
+        consented = False
         if policy is not None:
             roll = rng.random()
             if roll >= refuse_share:
@@ -599,7 +628,9 @@ def simulate(
                     policy_version=policy.version,
                     purposes=granted,
                     method="banner",
+                    gpc=roll > 1 - gpc_share,  # a browser sending Sec-GPC: 1
                 )
+                consented = True
 
         def take(events: list[dict]) -> None:
             for event in events:
@@ -640,13 +671,20 @@ def simulate(
                 return  # refused as the storefront would be (no consent, survey inactive)
             totals.survey_responses += 1
 
+        first_visit: datetime | None = None
         for visit in visits(rng, visitor, days, now):
+            first_visit = first_visit or visit.t
             visit.play(decider if personalize else None, respond if personalize else None)
             take(visit.events[visit.sent :])
             if len(batch) >= batch_size:
                 flush()
+        if consented and first_visit is not None:
+            _consent_backdate(prop, visitor, first_visit)
         totals.visitors += 1
         if progress:
             progress(1)
     flush()
+    if personalize:
+        # Decisions acknowledged from Redis are in the database before the dashboards read.
+        decision_log_flush()
     return totals

@@ -54,10 +54,15 @@ def _fresh_caches() -> None:
     """Row ids are reused between tests: caches keyed by id must not leak across them."""
     from django.core.cache import cache
 
-    from personalization import ruleset
+    from consent import selectors as consent_selectors
+    from personalization import hotstate, ruleset
 
-    cache.clear()
+    cache.clear()  # with Redis, FLUSHDB: also the engine's hot state and pending decision log
     ruleset._compiled.clear()
+    ruleset._versions.clear()
+    consent_selectors._current.clear()
+    consent_selectors._by_id.clear()
+    hotstate._down_until = 0.0
 
 
 @dataclass
@@ -141,7 +146,8 @@ def staff(db: Any) -> Callable[..., Any]:
             is_superuser=superuser,
         )
         if role is not None:
-            user.groups.add(Group.objects.get(name=role))
+            # (a transactional test's flush removes the migration-made groups)
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
         for prop in props:
             assert role is not None
             role_grant(user, prop, role)

@@ -5,15 +5,16 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from consent.selectors import consent_history
 from personalization.engine import DecideRequest, decide, in_holdout
+from personalization.hotstate import decision_log_flush
 from personalization.models import Adjustment, Decision, Rule, RuleVersion
 from personalization.services.ingest import events_ingest
 from personalization.services.rules import rule_restore, rule_save
-from tests.conftest import make_event
+from tests.conftest import make_event, needs
 from tests.targeting import rule, slot
 
 URL = "/api/v1/decide"
@@ -48,6 +49,7 @@ def test_decide__no_rules__every_slot_default_and_logged(store):
         "content": {"text": "headline default"},
         "source": {"kind": "default"},
     }
+    decision_log_flush()  # with Redis, acknowledged decisions wait there for the flush
     decision = Decision.objects.get(decision_id=body["decision_id"])
     assert decision.personalized is False
     assert Adjustment.objects.filter(decision=decision, is_default=True).count() == 3
@@ -85,6 +87,7 @@ def test_decide__rule_on_live_signals__serves_its_variant(store):
         "content": {"text": "Quick picks"},
         "source": {"kind": "rule", "key": "fast-bouncers", "version": 1},
     }
+    decision_log_flush()
     decision = Decision.objects.get(decision_id=body["decision_id"])
     assert decision.signals["visitor"]["bounce_rate"] == 1.0
     assert Adjustment.objects.get(decision=decision).source_key == "fast-bouncers"
@@ -105,6 +108,7 @@ def test_decide__no_personalization_consent__defaults_and_suppressed(store, cons
     result = ask(store, visitor="v-2", slots=["headline"])
     assert result.personalized is False and result.answers["headline"].is_default
     assert result.suppressed == [{"slot": "headline", "candidate": "rule:all", "reason": "consent"}]
+    decision_log_flush()
     assert Decision.objects.get(decision_id=result.decision_id).personalized is False
 
 
@@ -345,8 +349,16 @@ def test_decide__bounded_queries__whatever_the_number_of_rules(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_decide__concurrent_decisions__never_exceed_a_cap(postgres_only, make_shop, consent):
-    # Given a rule that may apply once a day, and eight racing page views in eight sessions
+@pytest.mark.parametrize("hot_state", ["database", "redis"])
+def test_decide__concurrent_decisions__never_exceed_a_cap(
+    postgres_only, make_shop, consent, settings, hot_state
+):
+    # Given the counters in the database (conditional upserts) or in Redis (a Lua script)
+    if hot_state == "database":
+        settings.DECIDE_REDIS_URL = ""
+    else:
+        needs(bool(settings.DECIDE_REDIS_URL), "this test needs Redis (set REDIS_URL=redis://…)")
+    # and a rule that may apply once a day, and eight racing page views in eight sessions
     shop = make_shop()
     shop.prop.holdout_pct = 0
     shop.prop.save()
@@ -367,11 +379,14 @@ def test_decide__concurrent_decisions__never_exceed_a_cap(postgres_only, make_sh
         t.start()
     for t in threads:
         t.join()
-    # Then exactly one got the adjustment
+    # Then exactly one got the adjustment, and every decision was logged once
     assert sorted(variants) == ["default"] * 7 + ["short"]
+    decision_log_flush()
+    assert Decision.objects.count() == 8
     assert Adjustment.objects.filter(is_default=False).count() == 1
 
 
+@override_settings(DECIDE_REDIS_URL="")  # the database path (Redis: all-or-nothing in Lua)
 def test_decide__log_write_fails__defaults_and_nothing_counted(postgres_only, store):
     # Given a rule, and a database that refuses decision-log rows (a real trigger)
     from personalization.models import RuleCounter, SessionBudget

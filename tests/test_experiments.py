@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from personalization import bucketing
 from personalization.engine import DecideRequest, decide
+from personalization.hotstate import decision_log_flush
 from personalization.models import (
     Adjustment,
     Experiment,
@@ -117,6 +118,7 @@ def test_experiment__control_assignment__logged_as_exposure(lab):
     make_experiment(lab)
     for v in visitors:
         ask(lab, v)
+    decision_log_flush()
     kinds = set(Adjustment.objects.values_list("source_kind", "is_default"))
     assert kinds == {("experiment", False)}
     assert Adjustment.objects.filter(variant_key="default").exists()
@@ -458,6 +460,7 @@ def test_results__sample_ratio_mismatch__warning_and_no_recommendation(lab):
     consent_all(lab.prop, visitors)
     for v in visitors:
         ask(lab, v)
+    decision_log_flush()
     Adjustment.objects.filter(variant_key="b").exclude(visitor_id__in=visitors[:60]).delete()
     # When the results are computed
     results = experiment_results(experiment=exp)

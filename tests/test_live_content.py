@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from personalization.engine import DecideRequest, decide
+from personalization.hotstate import decision_log_flush
 from personalization.live import wilson_interval
 from personalization.models import Adjustment, Decision, Segment, Slot, Variant
 from personalization.services.ingest import events_ingest
@@ -99,7 +100,8 @@ def test_slot_metric_rule__fires_only_after_min_sample(shop_reco):
 
     for n in range(3):
         ask(shop_reco, visitor="v-3", slots=["headline"])
-    cache.clear()  # the metric is cached for a minute
+    decision_log_flush()  # metrics read the log in the database (flushed every few seconds)
+    cache.delete(f"live:slot:{shop_reco.prop.pk}:headline")  # the metric is cached for a minute
     assert ask(shop_reco, slots=["headline"]).answers["headline"].variant == "fresh"
 
 
@@ -130,7 +132,8 @@ def test_slot_metric_rule__interval_must_lie_past_threshold(shop_reco):
     )
     from django.core.cache import cache
 
-    cache.clear()
+    decision_log_flush()
+    cache.delete(f"live:slot:{shop_reco.prop.pk}:headline")
     assert ask(shop_reco, slots=["headline"]).answers["headline"].is_default
     low, high = wilson_interval(1, 7)
     assert low < 0.3 < high
@@ -146,6 +149,7 @@ def test_decision_log__defaults_of_unconsented_visitor_logged(shop_reco, consent
     consent(shop_reco.prop, "v-9", {"analytics": True, "personalization": False})
     rule(shop_reco.prop, "r", "recommendations", "mine")
     result = ask(shop_reco, visitor="v-9")
+    decision_log_flush()
     decision = Decision.objects.get(decision_id=result.decision_id)
     answer = Adjustment.objects.get(decision=decision)
     assert (answer.is_default, answer.source_kind, decision.personalized) == (

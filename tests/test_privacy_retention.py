@@ -12,6 +12,7 @@ from consent.selectors import retention_periods
 from consent.services.retention import retention_policy_set, retention_purge
 from consent.tasks import retention_purge_task
 from personalization.engine import DecideRequest, decide
+from personalization.hotstate import decision_log_flush
 from personalization.models import Decision, Event, QuarantinedEvent, Visitor
 from personalization.permissions import MARKETING, PRIVACY_OFFICERS
 from personalization.services.ingest import events_ingest
@@ -32,6 +33,7 @@ def traffic(shop, days_ago: int, visitor: str) -> None:
         gpc=True,
     )
     decide(shop.prop, DecideRequest(visitor, "s-1", []), now=then)
+    decision_log_flush()  # with Redis, acknowledged decisions wait there for the flush
     # Evidence is stamped with the real clock; move this visit's to its day.
     GpcEvidence.objects.filter(visitor_key=visitor_key(shop.prop.pk, visitor)).update(at=then)
 

@@ -20,7 +20,10 @@ def test_registry__every_model_with_a_visitor_field__registered():
     assert missing == [], f"register these visitor-data stores with consent.registry: {missing}"
 
 
-def test_registry__stores__find_a_visitors_rows(shop, consent):
+def test_registry__stores__find_a_visitors_rows(shop, consent, settings):
+    # The database path, where every store is a table (the Redis hot state's counters and
+    # budgets are erased by the decisions store's extra_erase: tests/test_decide_redis.py).
+    settings.DECIDE_REDIS_URL = ""
     from personalization.services.ingest import events_ingest
     from tests.conftest import make_event
 

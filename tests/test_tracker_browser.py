@@ -17,6 +17,7 @@ from django.db import OperationalError
 
 from consent.selectors import consent_history
 from personalization.demo import CATALOG, demo_key
+from personalization.hotstate import decision_log_flush
 from personalization.models import Decision, Event, Property, Slot, Variant
 from personalization.services.properties import property_create
 from personalization.simulation import demo_targeting
@@ -69,7 +70,7 @@ class Storefront:
     def accept_all(self) -> None:
         """Accept in the banner, and wait until the API has confirmed it (then collection runs)."""
         self.choose("Accept all")
-        self.page.wait_for_function("microadjust.consent.get().analytics === true")
+        self.page.wait_for_function("() => microadjust.consent.get().analytics === true")
 
     def wait(self, condition: Callable[[], Any], timeout: float = 8.0, what: str = "") -> Any:
         """Poll ``condition`` while the browser (and Playwright's route handlers) keep running."""
@@ -101,7 +102,11 @@ class Storefront:
         return self.read(lambda: consent_history(self.prop.pk, vid))
 
     def decision(self) -> Decision:
-        return self.read(lambda: Decision.objects.get(property=self.prop))
+        def logged() -> Decision:
+            decision_log_flush()  # with Redis, acknowledged decisions wait there for the flush
+            return Decision.objects.get(property=self.prop)
+
+        return self.read(logged)
 
     def wait_event(self, type: str, **filters: Any) -> Event:
         found = self.wait(lambda: self.events(type=type, **filters), what=f"a {type} event")
@@ -328,7 +333,7 @@ def test_tracker__personalized_slot__variant_shown_and_clicks_carry_decision_id(
     shop.accept_all()
     # Then the CTA shows the variant
     shop.page.wait_for_function(
-        "document.querySelector('#cta').textContent === 'Buy now, free returns'"
+        "() => document.querySelector('#cta').textContent === 'Buy now, free returns'"
     )
     decision = shop.decision()
     assert shop.page.get_attribute("#cta", "data-ma-decision") == str(decision.decision_id)
@@ -725,7 +730,7 @@ def test_tracker__slow_script__page_renders_without_waiting(shop):
 
     shop.page.route("**/static/personalization/tracker.js", slow)
     shop.open()
-    shop.page.wait_for_function("window.microadjust !== undefined")
+    shop.page.wait_for_function("() => window.microadjust !== undefined")
     # Then the document was parsed, and painted, before the script even arrived
     timing = shop.page.evaluate(
         """() => ({

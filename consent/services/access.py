@@ -26,6 +26,7 @@ from ..exceptions import DomainError
 from ..hashing import visitor_key
 from ..models import AccessExport, ExportStatus, PrivacyRequest, RequestKind, RequestStatus
 from .audit import audit_record
+from .erasure import fault_pause
 from .requests import request_complete
 
 RUNNABLE = (RequestStatus.IN_PROGRESS, RequestStatus.EXTENDED)
@@ -116,6 +117,7 @@ def export_build(*, request_id: int) -> AccessExport:
                 }
                 archive.writestr(f"{store.label}.csv", _csv(rows))
                 _progress(export, stores_done=done)
+                fault_pause()
             archive.writestr(
                 "export.json",
                 json.dumps(document, ensure_ascii=False, indent=2, cls=DjangoJSONEncoder),

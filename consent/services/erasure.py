@@ -18,6 +18,7 @@ clears the raw visitor id and contact from the request.
 """
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,6 +68,12 @@ class ErasureIncomplete(Exception):
 
 def _batch_size() -> int:
     return int(getattr(settings, "PRIVACY_ERASE_BATCH", 1000))
+
+
+def fault_pause() -> None:
+    """Fault tests' hook (``PRIVACY_FAULT_PAUSE_SECONDS``): a window to kill the worker in."""
+    if settings.PRIVACY_FAULT_PAUSE_SECONDS:
+        time.sleep(settings.PRIVACY_FAULT_PAUSE_SECONDS)
 
 
 def erasure_plan(request: PrivacyRequest) -> list[ErasureStep]:
@@ -119,6 +126,7 @@ def _delete_batches(qs: QuerySet, step: ErasureStep) -> int:
             deleted, per_model = model._default_manager.filter(pk__in=pks).delete()
             _add_counts(step, per_model)
             total += deleted
+        fault_pause()
 
 
 def _anonymise_batches(qs: QuerySet, values: dict[str, Any], step: ErasureStep, label: str) -> int:

@@ -68,6 +68,8 @@ class ExperimentResultsView(APIView):
             401: ErrorSerializer,
             403: ErrorSerializer,
             404: ErrorSerializer,
+            429: ErrorSerializer,
+            503: ErrorSerializer,
         },
         summary="An experiment's results",
     )
@@ -76,9 +78,12 @@ class ExperimentResultsView(APIView):
         at = None
         raw = request.query_params.get("at")
         if raw:
-            at = parse_datetime(raw)
-            if at is None and parse_date(raw) is not None:
-                at = parse_datetime(f"{raw}T23:59:59+00:00")
+            try:  # well-formed but impossible ("2026-02-30") raises ValueError
+                at = parse_datetime(raw)
+                if at is None and parse_date(raw) is not None:
+                    at = parse_datetime(f"{raw}T23:59:59+00:00")
+            except ValueError:
+                at = None
             if at is None:
                 raise ApplicationError("invalid_request", "?at= takes a date or an ISO time.")
         return Response(experiment_results(experiment=experiment, at=at))

@@ -24,7 +24,11 @@ from .authentication import ApiKeyAuthentication
 from .permissions import SecretKey, StorefrontKey
 from .validation import decide_body
 
-ERRORS = {code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 413, 415, 503)}
+# Every refusal a storefront endpoint can answer, all in the one error shape (429: the
+# per-key and per-address rate limits, personalization/security/ratelimit.py).
+ERRORS = {
+    code: OpenApiResponse(s.ErrorSerializer) for code in (400, 401, 403, 404, 413, 415, 429, 503)
+}
 
 
 class StorefrontView(APIView):

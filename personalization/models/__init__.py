@@ -20,6 +20,16 @@ from .experiments import (
     Rollout,
     RolloutStatus,
 )
+from .learning import (
+    Cluster,
+    ClusterRun,
+    GuardrailCheck,
+    ModelVersion,
+    PropensityModel,
+    RunStatus,
+    TrainingMember,
+    VersionStatus,
+)
 from .properties import (
     ApiKey,
     ApiKeyKind,
@@ -46,6 +56,14 @@ from .targeting import (
 from .visitors import Session, Visitor
 
 __all__ = [
+    "Cluster",
+    "ClusterRun",
+    "GuardrailCheck",
+    "ModelVersion",
+    "PropensityModel",
+    "RunStatus",
+    "TrainingMember",
+    "VersionStatus",
     "Experiment",
     "ExperimentGoal",
     "ExperimentSnapshot",

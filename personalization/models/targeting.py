@@ -19,6 +19,15 @@ class Slot(models.Model):
     content_schema = models.JSONField(
         null=True, blank=True, help_text="Optional JSON Schema every variant's content must meet."
     )
+    serve_model = models.ForeignKey(
+        "PropensityModel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Serve the variant with the highest predicted probability of this model's "
+        "goal when no rule, experiment or rollout applies.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="slot_key")]
@@ -61,6 +70,14 @@ class Segment(models.Model):
         default=dict,
         blank=True,
         help_text='Optional measurable goal: {"metric", "baseline", "target"}.',
+    )
+    cluster = models.ForeignKey(
+        "Cluster",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="segments",
+        help_text="Adopted from clustering: members are the visitors nearest this centroid.",
     )
 
     class Meta:
@@ -123,6 +140,17 @@ class Rule(models.Model):
         default=False,
         help_text="Slot-metric thresholds hold only when the whole interval is past them.",
     )
+    guardrail = models.ForeignKey(
+        "Goal",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Checked hourly: the rule's variant against the slot default on this goal.",
+    )
+    guardrail_autopause = models.BooleanField(
+        default=False, help_text="Pause the rule itself when its guardrail trips."
+    )
     version = models.PositiveIntegerField(default=1, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
@@ -149,6 +177,9 @@ class RuleVersion(models.Model):
     )
     changed_at = models.DateTimeField(auto_now_add=True)
     note = models.CharField(max_length=200, blank=True)
+    evidence = models.JSONField(
+        default=dict, blank=True, help_text="What an automatic change was based on."
+    )
 
     class Meta:
         constraints = [

@@ -19,6 +19,7 @@ from django.utils import timezone
 from .. import stats
 from ..conditions import validate_condition
 from ..exceptions import ApplicationError
+from ..hotstate import decision_log_flush
 from ..models import (
     Adjustment,
     Event,
@@ -193,6 +194,7 @@ class Exposure:
 
 
 def _exposures(experiment: Experiment, until: datetime) -> dict[str, Exposure]:
+    decision_log_flush()  # exposures acknowledged from Redis count too
     out: dict[str, Exposure] = {}
     rows = (
         Adjustment.objects.filter(
@@ -286,6 +288,7 @@ def summaries_python(experiment: Experiment, goal: Goal, until: datetime) -> dic
 
 def summaries_sql(experiment: Experiment, goal: Goal, until: datetime) -> dict[str, Sums]:
     """The same as :func:`summaries_python`, in one PostgreSQL aggregate query."""
+    decision_log_flush()  # exposures acknowledged from Redis count too
     params: dict[str, Any] = {
         "p": experiment.property_id,
         "key": experiment.key,
@@ -629,6 +632,7 @@ def _rollout_groups(
 ) -> tuple[tuple[int, float, float], tuple[int, float, float]]:
     """Visitors who got the rollout's answer against those who got another answer of the
     same slot, each with the guardrail's value after their first answer."""
+    decision_log_flush()
     first: dict[str, tuple[bool, datetime, str]] = {}
     for vid, kind, key, at, sid in (
         Adjustment.objects.filter(
@@ -640,10 +644,25 @@ def _rollout_groups(
         .values_list("visitor_id", "source_kind", "source_key", "created_at", "session_id")
     ):
         first.setdefault(vid, (kind == "rollout" and key == rollout.key, at, sid))
+    return goal_sums_split(rollout.property_id, goal, first)
+
+
+def goal_sums_split(
+    property_id: int,
+    goal: Goal,
+    first: dict[str, tuple[bool, datetime, str]],
+    since: datetime | None = None,
+) -> tuple[tuple[int, float, float], tuple[int, float, float]]:
+    """(served, the others): users, sum and sum of squares of the goal's value after each
+    visitor's first answer (``first``: visitor → (served?, when, session)). Events before
+    ``since`` are not read (none can count when every first answer is later)."""
     events: dict[str, list[tuple]] = defaultdict(list)
-    for row in Event.objects.filter(
-        property_id=rollout.property_id, visitor_id__in=list(first)
-    ).values_list("visitor_id", "type", "timestamp", "session_id", "properties"):
+    query = Event.objects.filter(property_id=property_id, visitor_id__in=list(first))
+    if goal.kind != GoalKind.RETENTION:
+        query = query.filter(type=goal.event_type)  # the only events the measure reads
+    if since is not None:
+        query = query.filter(timestamp__gte=since)
+    for row in query.values_list("visitor_id", "type", "timestamp", "session_id", "properties"):
         events[row[0]].append(row[1:])
     groups = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}
     for vid, (served, at, sid) in first.items():

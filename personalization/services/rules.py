@@ -24,6 +24,8 @@ VERSIONED_FIELDS = [
     "stickiness_override",
     "min_sample",
     "require_interval",
+    "guardrail_id",
+    "guardrail_autopause",
 ]
 
 
@@ -36,8 +38,11 @@ def rule_snapshot(rule: Rule) -> dict[str, Any]:
 
 
 @transaction.atomic
-def rule_save(*, rule: Rule, user: Any = None, note: str = "") -> Rule:
-    """Save a rule (new or changed) and record the resulting version."""
+def rule_save(
+    *, rule: Rule, user: Any = None, note: str = "", evidence: dict | None = None
+) -> Rule:
+    """Save a rule (new or changed) and record the resulting version (with the evidence of
+    an automatic change)."""
     previous = None
     if rule.pk is not None:
         last = RuleVersion.objects.filter(rule=rule).order_by("-version").first()
@@ -56,6 +61,7 @@ def rule_save(*, rule: Rule, user: Any = None, note: str = "") -> Rule:
         changes=changes,
         changed_by=rule.updated_by,
         note=note,
+        evidence=evidence or {},
     )
     return rule
 

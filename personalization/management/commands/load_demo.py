@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from personalization.models import Property
 from personalization.permissions import ANALYSTS, MARKETING, PRIVACY_OFFICERS, role_grant
 from personalization.services.properties import property_create
-from personalization.simulation import demo_targeting
+from personalization.simulation import demo_snapshots_backfill, demo_targeting
 
 DEMO_SLUG = "demo-shop"
 
@@ -18,7 +18,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--visitors", type=int, default=2000)
-        parser.add_argument("--days", type=int, default=60)
+        # nine whole weeks: the retention heatmap has real cohorts
+        parser.add_argument("--days", type=int, default=63)
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
@@ -54,6 +55,8 @@ class Command(BaseCommand):
                 days=options["days"],
                 stdout=self.stdout,
             )
+            snapshots = demo_snapshots_backfill(prop, days=options["days"])
+            self.stdout.write(f"{snapshots} experiment results snapshots backfilled.")
         self.stdout.write(self.style.SUCCESS("Demo ready."))
         self.stdout.write(f"  Admin login: admin / {password}  (http://127.0.0.1:8000/admin/)")
         self.stdout.write("  Staff logins (same password): marketing, analyst, privacy")

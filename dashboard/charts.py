@@ -1,0 +1,203 @@
+"""Plotly figure builders: plain functions from selector output to a figure's JSON.
+
+Each returns the figure as a dict (``{"data": [...], "layout": {...}}``) that a page embeds
+with ``json_script`` and ``dashboard.js`` draws with ``Plotly.newPlot``: no inline script,
+so a strict Content-Security-Policy holds. ``Chart`` pairs a figure with the rows behind it;
+the same rows are the chart's CSV download, so what is drawn and what is downloaded agree.
+"""
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.io as pio
+
+Figure = dict[str, Any]
+Rows = Sequence[Sequence[Any]]  # a chart's rows: its CSV, and what its figure is built from
+Point = tuple[Any, float | None]  # (x, y)
+Interval = tuple[float | None, float | None]  # (low, high)
+
+# Colours that stay apart for the colour-blind (Okabe–Ito).
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+LAYOUT: dict[str, Any] = {
+    "colorway": PALETTE,
+    "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
+    "legend": {"orientation": "h", "y": -0.2},
+    "hovermode": "closest",
+    "height": 380,
+}
+
+
+@dataclass
+class Chart:
+    """One chart of a page: its figure (None when there is nothing to draw) and its rows."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: Rows
+    build: Callable[[Rows], Figure] | None = None
+    empty: str = "No data for these filters yet."
+    help: str = ""
+    figure: Figure | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.rows and self.build is not None:
+            self.figure = self.build(self.rows)
+
+    @property
+    def script_id(self) -> str:
+        return f"figure-{self.name}"
+
+
+@functools.cache
+def _template() -> dict[str, Any]:
+    """plotly's "plotly_white" theme as plotly.js reads it (it knows no template names)."""
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def _figure(traces: Sequence[dict[str, Any]], **layout: Any) -> Figure:
+    """Plain dicts, not graph_objects: validating a figure cost more than the page's queries
+    (the browser test draws every chart, which is the check that matters)."""
+    return {"data": list(traces), "layout": {**LAYOUT, "template": _template(), **layout}}
+
+
+def _errors(values: Sequence[float | None], intervals: Sequence[Interval]) -> dict[str, Any]:
+    """Asymmetric error bars from (low, high) intervals around ``values``."""
+    plus = [
+        (hi - v) if v is not None and hi is not None else None
+        for v, (_, hi) in zip(values, intervals, strict=True)
+    ]
+    minus = [
+        (v - lo) if v is not None and lo is not None else None
+        for v, (lo, _) in zip(values, intervals, strict=True)
+    ]
+    return {"type": "data", "symmetric": False, "array": plus, "arrayminus": minus, "visible": True}
+
+
+def lines(
+    series: Mapping[str, Sequence[Point]],
+    *,
+    y_title: str,
+    x_title: str = "",
+    intervals: Mapping[str, Sequence[Interval]] | None = None,
+    y_format: str = "",
+    mode: str = "lines+markers",
+) -> Figure:
+    """One line per series; optional (low, high) error bars per point."""
+    traces = []
+    for name, points in series.items():
+        xs = [x for x, _ in points]
+        ys = [y for _, y in points]
+        trace: dict[str, Any] = {"x": xs, "y": ys, "name": name, "mode": mode}
+        if intervals and name in intervals:
+            trace["error_y"] = _errors(ys, intervals[name])
+        traces.append({"type": "scatter", **trace})
+    return _figure(
+        traces,
+        xaxis={"title": {"text": x_title}},
+        yaxis={"title": {"text": y_title}, "tickformat": y_format, "rangemode": "tozero"},
+    )
+
+
+def bars(
+    categories: Sequence[str],
+    groups: Mapping[str, Sequence[float | None]],
+    *,
+    y_title: str,
+    intervals: Mapping[str, Sequence[Interval]] | None = None,
+    stacked: bool = False,
+    y_format: str = "",
+    x: Sequence[Any] | None = None,
+) -> Figure:
+    """Grouped (or stacked) bars, one group per series, with optional error bars."""
+    traces = []
+    for name, values in groups.items():
+        trace: dict[str, Any] = {
+            "x": list(x if x is not None else categories),
+            "y": list(values),
+            "name": name,
+        }
+        if intervals and name in intervals:
+            trace["error_y"] = _errors(values, intervals[name])
+        traces.append({"type": "bar", **trace})
+    return _figure(
+        traces,
+        barmode="stack" if stacked else "group",
+        yaxis={"title": {"text": y_title}, "tickformat": y_format},
+    )
+
+
+def forest(
+    labels: Sequence[str],
+    estimates: Sequence[float | None],
+    intervals: Sequence[Interval],
+    *,
+    x_title: str,
+    colours: Sequence[str] | None = None,
+    x_format: str = ".0%",
+) -> Figure:
+    """A forest plot: one row per label, the estimate with its interval, a line at zero."""
+    trace: dict[str, Any] = {
+        "x": list(estimates),
+        "y": list(labels),
+        "mode": "markers",
+        "marker": {"size": 10, "color": list(colours) if colours else PALETTE[0]},
+        "error_x": _errors(estimates, intervals),
+        "showlegend": False,
+        "hovertemplate": "%{y}: %{x:" + x_format + "}<extra></extra>",
+    }
+    height = max(220, 60 + 36 * len(labels))
+    return _figure(
+        [{"type": "scatter", **trace}],
+        height=height,
+        xaxis={"title": {"text": x_title}, "tickformat": x_format, "zeroline": True},
+        yaxis={"autorange": "reversed", "automargin": True},
+        shapes=[
+            {
+                "type": "line",
+                "x0": 0,
+                "x1": 0,
+                "yref": "paper",
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": "#888", "dash": "dot"},
+            }
+        ],
+    )
+
+
+def heatmap(
+    x: Sequence[Any],
+    y: Sequence[Any],
+    z: Sequence[Sequence[float | None]],
+    *,
+    x_title: str,
+    y_title: str,
+    z_format: str = ".0%",
+    text: Sequence[Sequence[str]] | None = None,
+) -> Figure:
+    trace: dict[str, Any] = {
+        "x": list(x),
+        "y": list(y),
+        "z": [list(row) for row in z],
+        "colorscale": "Blues",
+        "zmin": 0,
+        "hovertemplate": "%{y}, %{x}: %{z:" + z_format + "}<extra></extra>",
+        # no colour bar: plotly.js styles its fills with a style attribute (refused by the
+        # CSP); the cells carry their values as text instead
+        "showscale": False,
+        # gaps between cells: also keeps plotly.js off its "fast" path, which sets a style
+        # attribute on the image
+        "xgap": 1,
+        "ygap": 1,
+    }
+    if text is not None:
+        trace["text"] = [list(row) for row in text]
+        trace["texttemplate"] = "%{text}"
+    return _figure(
+        [{"type": "heatmap", **trace}],
+        xaxis={"title": {"text": x_title}, "type": "category"},
+        yaxis={"title": {"text": y_title}, "type": "category", "autorange": "reversed"},
+    )

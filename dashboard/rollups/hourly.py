@@ -1,0 +1,333 @@
+"""Hourly adjustment rollup: exposures, attributed outcomes and suppressions.
+
+Attribution: an event counts for an adjustment when it carries the adjustment's
+``decision_id``, or when it carries none, is a goal event (click, conversion,
+purchase) of the same visitor, and falls inside the slot's attribution window after
+the adjustment. Session figures (duration after the exposure, bounce) are taken on
+the slot's first exposure in each session.
+
+Incremental runs re-aggregate the whole hours that new adjustments, decisions and
+events can touch, and replace those rows in one transaction: a rerun changes nothing.
+"""
+
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from personalization.models import Adjustment, Decision, Event
+
+from ..models import (
+    OUTCOME_FIELDS,
+    SUPPRESSION_COLUMNS,
+    AdjustmentHourly,
+    AttributionWindow,
+    RollupKind,
+)
+from . import state
+from .sql import (
+    GRANTS_PERSONALIZATION,
+    Dialect,
+    as_datetime,
+    dialect,
+    fetch,
+    group_sql,
+    insert_rows,
+)
+
+CLICK_TYPES = ("click",)
+CONVERSION_TYPES = ("conversion", "purchase")
+REVENUE_TYPE = "purchase"
+# A new event can lengthen the session of an exposure made this long before it.
+SESSION_LOOKBACK = timedelta(hours=2)
+# Full runs and long catch-ups are cut into chunks of this many hours (one transaction each).
+CHUNK_HOURS = 24
+Key = tuple[datetime, str, str, str, int, str, bool, str, str]
+
+
+def _in(values: Iterable[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)  # constants of this module, never input
+
+
+def _device(d: Dialect) -> str:
+    """The session's device type (from its user agent), else the visitor's latest."""
+    session = d.json_text("d.signals", "session", "device_type")
+    visitor = d.json_text("d.signals", "visitor", "device_type")
+    return f"COALESCE(NULLIF({session}, ''), {visitor}, '')"
+
+
+def _outcome_columns(d: Dialect) -> dict[str, str]:
+    """Per exposure, aggregates over its visitor's events ``e``: name → SQL expression."""
+    ts = d.scan("e.timestamp")
+    attributed = (
+        "(e.decision_id = d.decision_id OR (e.decision_id IS NULL AND "
+        + d.within_seconds(ts, "a.created_at", "x_window")
+        + "))"
+    )
+    after = f"e.session_id = a.session_id AND {ts} >= a.created_at"
+    revenue = d.to_float(d.json_text("e.properties", "revenue"))
+    return {
+        "clicked": f"MAX(CASE WHEN e.type IN ({_in(CLICK_TYPES)}) AND {attributed} "
+        "THEN 1 ELSE 0 END)",
+        "converted": f"MAX(CASE WHEN e.type IN ({_in(CONVERSION_TYPES)}) AND {attributed} "
+        "THEN 1 ELSE 0 END)",
+        "revenue": f"SUM(CASE WHEN e.type = '{REVENUE_TYPE}' AND {attributed} "
+        f"THEN {revenue} ELSE 0 END)",
+        "last_at": f"MAX(CASE WHEN {after} THEN {ts} END)",
+        "views": f"SUM(CASE WHEN {after} AND e.type = 'page_view' THEN 1 ELSE 0 END)",
+    }
+
+
+def _exposures_sql(d: Dialect) -> str:
+    same_visitor = "e.property_id = a.property_id AND e.visitor_id = a.visitor_id"
+    columns = _outcome_columns(d)
+    if d.pg:
+        # One pass over the visitor's events per exposure (LATERAL); SQLite has no LATERAL
+        # and runs one correlated subquery per column over the same events instead.
+        outcome_select = ", ".join(f"COALESCE(o.{name}, 0) AS {name}" for name in columns)
+        outcome_select = outcome_select.replace("COALESCE(o.last_at, 0)", "o.last_at")
+        lateral = (
+            "LEFT JOIN LATERAL (SELECT "
+            + ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
+            + f" FROM personalization_event e WHERE {same_visitor}) o ON TRUE"
+        )
+    else:
+        outcome_select = ", ".join(
+            f"(SELECT {expr} FROM personalization_event e WHERE {same_visitor}) AS {name}"
+            for name, expr in columns.items()
+        )
+        lateral = ""
+    inner = f"""
+        SELECT {d.hour("a.created_at")} AS hour, a.slot_key, a.source_kind, a.source_key,
+            COALESCE(a.source_version, 0) AS source_version, a.variant_key, a.is_default,
+            {_device(d)} AS device_type,
+            {group_sql("c", "d")} AS grp,
+            {outcome_select},
+            CASE WHEN EXISTS (SELECT 1 FROM personalization_adjustment p
+                WHERE p.property_id = a.property_id AND p.visitor_id = a.visitor_id
+                AND p.session_id = a.session_id AND p.slot_key = a.slot_key
+                AND ({d.scan("p.created_at")} < a.created_at
+                    OR ({d.scan("p.created_at")} = a.created_at AND p.id < a.id)))
+                THEN 0 ELSE 1 END AS first_in_session,
+            a.created_at AS created_at
+        FROM (
+            SELECT a.*, COALESCE(w.seconds, %s) AS x_window
+            FROM personalization_adjustment a
+            LEFT JOIN dashboard_attributionwindow w
+                ON w.property_id = a.property_id AND w.slot_key = a.slot_key
+            WHERE a.property_id = %s AND a.created_at >= %s AND a.created_at < %s
+        ) a
+        JOIN personalization_decision d ON d.id = a.decision_id
+        LEFT JOIN consent_consentrecord c ON c.id = d.consent_record_id
+        {lateral}
+    """
+    seconds = f"COALESCE({d.seconds_between('x.last_at', 'x.created_at')}, 0)"
+    # MATERIALIZED: each exposure's subqueries run once, not once per aggregate using them.
+    return f"""
+        WITH x AS MATERIALIZED ({inner})
+        SELECT x.hour, x.slot_key, x.source_kind, x.source_key, x.source_version,
+            x.variant_key, x.is_default, x.device_type, x.grp,
+            COUNT(*), SUM(COALESCE(x.clicked, 0)), SUM(COALESCE(x.converted, 0)),
+            SUM(COALESCE(x.revenue, 0)), SUM(COALESCE(x.revenue, 0) * COALESCE(x.revenue, 0)),
+            SUM(x.first_in_session),
+            SUM(CASE WHEN x.first_in_session = 1 THEN {seconds} ELSE 0 END),
+            SUM(CASE WHEN x.first_in_session = 1 THEN {seconds} * {seconds} ELSE 0 END),
+            SUM(CASE WHEN x.first_in_session = 1 AND COALESCE(x.views, 0) <= 1
+                THEN 1 ELSE 0 END)
+        FROM x
+        GROUP BY x.hour, x.slot_key, x.source_kind, x.source_key, x.source_version,
+            x.variant_key, x.is_default, x.device_type, x.grp
+    """
+
+
+def _suppressions_sql(d: Dialect) -> str:
+    join, item = d.unnest("d.suppressed", "s")
+    return f"""
+        SELECT {d.hour("d.created_at")}, {d.element_text(item, "slot")},
+            {d.element_text(item, "candidate")}, {d.element_text(item, "reason")},
+            {_device(d)},
+            {group_sql("c", "d")}, COUNT(*)
+        FROM personalization_decision d
+        LEFT JOIN consent_consentrecord c ON c.id = d.consent_record_id
+        {join}
+        WHERE d.property_id = %s AND d.created_at >= %s AND d.created_at < %s
+        GROUP BY 1, 2, 3, 4, 5, 6
+    """
+
+
+def _aggregate(property_id: int, start: datetime, end: datetime) -> list[AdjustmentHourly]:
+    """The hourly rows of [start, end), computed from adjustments, decisions and events."""
+    d = dialect()
+    rows: dict[Key, dict[str, Any]] = {}
+    window = settings.DASHBOARD_ATTRIBUTION_WINDOW
+    exposures = fetch(_exposures_sql(d), [GRANTS_PERSONALIZATION, window, property_id, start, end])
+    for r in exposures:
+        key: Key = (
+            as_datetime(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            int(r[4]),
+            r[5],
+            bool(r[6]),
+            str(r[7])[:16],
+            r[8],
+        )
+        rows[key] = dict(zip(OUTCOME_FIELDS, (float(v or 0) for v in r[9:]), strict=True))
+    suppressed = fetch(_suppressions_sql(d), [GRANTS_PERSONALIZATION, property_id, start, end])
+    for hour, slot, candidate, reason, device, group, count in suppressed:
+        kind, _, key_name = str(candidate).partition(":")
+        column = SUPPRESSION_COLUMNS.get(str(reason))
+        if column is None:
+            continue
+        key = (as_datetime(hour), str(slot), kind, key_name, 0, "", False, str(device)[:16], group)
+        row = rows.setdefault(key, {})
+        row[column] = row.get(column, 0) + int(count)
+    objects = []
+    for key, values in rows.items():
+        hour, slot, kind, key_name, version, variant, is_default, device, group = key
+        fields = {
+            name: (int(v) if name not in ("revenue", "revenue_sq") and "seconds" not in name else v)
+            for name, v in values.items()
+        }
+        objects.append(
+            AdjustmentHourly(
+                property_id=property_id,
+                hour=hour,
+                slot_key=slot,
+                source_kind=kind,
+                source_key=key_name,
+                source_version=version,
+                variant_key=variant,
+                is_default=is_default,
+                device_type=device,
+                group=group,
+                **fields,
+            )
+        )
+    return objects
+
+
+def hourly_replace(property_id: int, start: datetime, end: datetime) -> int:
+    """Recompute the hours [start, end) of a property and replace their rows atomically."""
+    objects = _aggregate(property_id, start, end)
+    with transaction.atomic():
+        AdjustmentHourly.objects.filter(
+            property_id=property_id, hour__gte=start, hour__lt=end
+        ).delete()
+        insert_rows(AdjustmentHourly, objects)
+    return len(objects)
+
+
+def _chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+    step = timedelta(hours=CHUNK_HOURS)
+    while start < end:
+        yield start, min(start + step, end)
+        start += step
+
+
+def _longest_window(property_id: int) -> timedelta:
+    custom = AttributionWindow.objects.filter(property_id=property_id).values_list(
+        "seconds", flat=True
+    )
+    return timedelta(seconds=max([settings.DASHBOARD_ATTRIBUTION_WINDOW, *custom]))
+
+
+def _decided_before(
+    property_id: int, after_id: int, upto_id: int, floor: datetime
+) -> datetime | None:
+    """The earliest decision that new events carrying a decision id point at."""
+    carried = Event.objects.filter(
+        property_id=property_id,
+        pk__gt=after_id,
+        pk__lte=upto_id,
+        decision_id__isnull=False,
+    ).values("decision_id")
+    return Decision.objects.filter(
+        property_id=property_id, decision_id__in=carried, created_at__gte=floor
+    ).aggregate(earliest=Min("created_at"))["earliest"]
+
+
+def rollup_hourly(
+    *, property_id: int, full: bool = False, progress: state.Progress | None = None
+) -> state.RollupResult:
+    """Fold new adjustments, decisions and events of a property into the hourly rollup.
+
+    ``full`` recomputes every hour that has adjustments (and drops rows of hours that
+    no longer have any).
+    """
+    started = time.monotonic()
+    now = timezone.now()
+    result = state.RollupResult(RollupKind.HOURLY, property_id)
+    cursor = {
+        "adjustment": state.max_id(Adjustment),
+        "decision": state.max_id(Decision),
+        "event": state.max_id(Event),
+    }
+    end = state.hour_floor(now) + timedelta(hours=1)
+    previous = state.state_get(property_id, RollupKind.HOURLY)
+    if full or previous is None:
+        first = state.first_at(Adjustment, property_id, "created_at")
+        start = state.hour_floor(first) if first else end
+        with transaction.atomic():
+            # Hours before the first adjustment (or all, when none is left) hold nothing.
+            AdjustmentHourly.objects.filter(property_id=property_id, hour__lt=start).delete()
+    else:
+        floor = state.late_cutoff(now)
+        done = previous.cursor
+        reach = _longest_window(property_id) + SESSION_LOOKBACK
+        candidates = [
+            state.earliest_new(
+                Adjustment,
+                property_id,
+                "created_at",
+                done.get("adjustment", 0),
+                cursor["adjustment"],
+                floor,
+                previous.watermark,
+            ),
+            state.earliest_new(
+                Decision,
+                property_id,
+                "created_at",
+                done.get("decision", 0),
+                cursor["decision"],
+                floor,
+                previous.watermark,
+            ),
+        ]
+        new_event = state.earliest_new(
+            Event,
+            property_id,
+            "timestamp",
+            done.get("event", 0),
+            cursor["event"],
+            floor,
+            previous.watermark,
+        )
+        if new_event is not None:
+            candidates.append(new_event - reach)
+            # An event carrying a decision id counts for that decision however late it is.
+            candidates.append(
+                _decided_before(property_id, done.get("event", 0), cursor["event"], floor)
+            )
+        found = [c for c in candidates if c is not None]
+        if not found:
+            result.skipped = True
+            result.cursor = cursor
+            state.state_save(result, now, started)
+            return result
+        start = state.hour_floor(max(min(found), floor - reach))
+    result.start, result.end = start, end
+    for chunk_start, chunk_end in _chunks(start, end):
+        result.rows += hourly_replace(property_id, chunk_start, chunk_end)
+        if progress:
+            progress(f"hourly {chunk_start:%Y-%m-%d %H:00} → {chunk_end:%Y-%m-%d %H:00}")
+    result.cursor = cursor
+    state.state_save(result, now, started)
+    return result

@@ -1,0 +1,111 @@
+"""The shared cache on Redis, failing soft: while Redis is away, reads miss and fills are skipped.
+
+Everything kept in the Django cache (API keys, consent policies, rule-set versions, live
+content) is a copy of what the database holds, so a miss is always safe: the request reads
+the database instead. Reads (``get``, ``get_many``, ``has_key``) and fills (``set``,
+``set_many``, ``add``, ``touch``) therefore answer "miss" / "not stored" when Redis fails,
+and the storefront keeps working (events accepted, keys checked) without Redis.
+
+Invalidations are not safe to skip: a ``delete`` that did not happen could let a revoked key
+or an erased visitor's entry come back with Redis. ``delete``, ``delete_many``, ``clear`` and
+``incr`` still raise, so the staff action or the task that needed them fails (and a task
+retries) instead of claiming success.
+
+After a failure the cache is skipped for ``DOWN_SECONDS`` (no connection attempt per call
+while Redis is away); then the next call tries again, so Redis returning is picked up by
+the running processes without a restart.
+"""
+
+import logging
+import time
+from typing import Any
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+DOWN_SECONDS = 1.0
+
+
+class FailSoftRedisCache(RedisCache):
+    _down_until = 0.0
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        if self._available():
+            logger.warning(
+                "cache unavailable (%s: %s); reading the database instead", operation, exc
+            )
+        self._down_until = time.monotonic() + DOWN_SECONDS
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        if not self._available():
+            return default
+        try:
+            return super().get(key, default, version)
+        except RedisError as exc:
+            self._failed("get", exc)
+            return default
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[Any, Any]:
+        if not self._available():
+            return {}
+        try:
+            return super().get_many(keys, version)
+        except RedisError as exc:
+            self._failed("get_many", exc)
+            return {}
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        if not self._available():
+            return False
+        try:
+            return super().has_key(key, version)
+        except RedisError as exc:
+            self._failed("has_key", exc)
+            return False
+
+    def set(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        if not self._available():
+            return
+        try:
+            super().set(key, value, timeout, version)
+        except RedisError as exc:
+            self._failed("set", exc)
+
+    def set_many(
+        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        if not self._available():
+            return list(data)
+        try:
+            return super().set_many(data, timeout, version)
+        except RedisError as exc:
+            self._failed("set_many", exc)
+            return list(data)
+
+    def add(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        if not self._available():
+            return False
+        try:
+            return super().add(key, value, timeout, version)
+        except RedisError as exc:
+            self._failed("add", exc)
+            return False
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        if not self._available():
+            return False
+        try:
+            return super().touch(key, timeout, version)
+        except RedisError as exc:
+            self._failed("touch", exc)
+            return False

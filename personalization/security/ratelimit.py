@@ -1,0 +1,141 @@
+"""Rate limits on the API, per API key and per client address, counted in Redis.
+
+A fixed window: one pipelined round trip increments both counters of the current window
+(``INCR`` + ``EXPIRE`` each) and the request is refused with ``429 rate_limited`` and
+``Retry-After`` (the seconds left in the window) when either is over its limit. The key is
+counted by a SHA-256 of what the request presents, so a raw key never reaches Redis, and an
+invalid key is counted too (guessing keys is limited like anything else).
+
+Without a Redis URL (a laptop) there are no limits. When Redis does not answer, requests are
+let through (fail open) with one logged warning, and Redis is not asked again for
+``RATELIMIT_REDIS_RETRY_SECONDS``: an outage must not turn into refused storefront traffic or
+into a wait on every request.
+"""
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from ..api.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+_clients: dict[str, redis.Redis] = {}
+_down_until: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    scope: str
+    limit: int
+    count: int
+    retry_after: int
+
+
+def _client(url: str) -> redis.Redis:
+    with _lock:
+        client = _clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(
+                url,
+                socket_connect_timeout=settings.RATELIMIT_REDIS_TIMEOUT,
+                socket_timeout=settings.RATELIMIT_REDIS_TIMEOUT,
+            )
+            _clients[url] = client
+        return client
+
+
+def client_address(request: HttpRequest) -> str:
+    """The address the limit counts: ``RATELIMIT_CLIENT_ADDRESS_HEADER`` (a header the trusted
+    proxy sets, e.g. ``HTTP_X_REAL_IP``) or the socket's ``REMOTE_ADDR``."""
+    value = request.META.get(settings.RATELIMIT_CLIENT_ADDRESS_HEADER) or request.META.get(
+        "REMOTE_ADDR", ""
+    )
+    return str(value).split(",")[0].strip() or "unknown"
+
+
+def presented_key(request: HttpRequest) -> str | None:
+    """A digest of the bearer token, whatever it is; never the token itself."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    return hashlib.sha256(header.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def ratelimit_check(request: HttpRequest, now: float | None = None) -> Verdict | None:
+    """Count this request; the exceeded limit, or None when it may pass (or Redis is down)."""
+    url: str = settings.RATELIMIT_REDIS_URL
+    window: int = settings.RATELIMIT_WINDOW_SECONDS
+    if not url or window <= 0:
+        return None
+    now = time.time() if now is None else now
+    if _down_until.get(url, 0.0) > now:
+        return None
+    counters: list[tuple[str, str, int]] = []
+    key = presented_key(request)
+    if key is not None and settings.RATELIMIT_PER_KEY > 0:
+        counters.append(("key", key, settings.RATELIMIT_PER_KEY))
+    if settings.RATELIMIT_PER_ADDRESS > 0:
+        counters.append(("address", client_address(request), settings.RATELIMIT_PER_ADDRESS))
+    if not counters:
+        return None
+    slot = int(now // window)
+    pipe = _client(url).pipeline(transaction=False)
+    for scope, ident, _ in counters:
+        name = f"rl:{scope}:{ident}:{slot}"
+        pipe.incr(name)
+        pipe.expire(name, window + 1)
+    try:
+        results = pipe.execute()
+    except redis.RedisError as exc:
+        _down_until[url] = now + settings.RATELIMIT_REDIS_RETRY_SECONDS
+        logger.warning(
+            "rate limits off for %ss: Redis did not answer (%s)",
+            settings.RATELIMIT_REDIS_RETRY_SECONDS,
+            type(exc).__name__,
+        )
+        return None
+    retry_after = max(1, math.ceil((slot + 1) * window - now))
+    for (scope, _, limit), count in zip(counters, results[0::2], strict=True):
+        if int(count) > limit:
+            return Verdict(scope=scope, limit=limit, count=int(count), retry_after=retry_after)
+    return None
+
+
+def rate_limited_response(verdict: Verdict) -> JsonResponse:
+    window = settings.RATELIMIT_WINDOW_SECONDS
+    per = "API key" if verdict.scope == "key" else "client address"
+    response = JsonResponse(
+        error_body(
+            "rate_limited",
+            f"Too many requests for this {per}: at most {verdict.limit} every {window} s. "
+            f"Retry after {verdict.retry_after} s.",
+            {"scope": verdict.scope, "limit": verdict.limit, "window_seconds": window},
+        ),
+        status=429,
+    )
+    response["Retry-After"] = str(verdict.retry_after)
+    return response
+
+
+class RateLimitMiddleware:
+    """Placed after the CORS middleware, so a browser can read a 429 and its Retry-After."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(settings.RATELIMIT_PATH_PREFIX):
+            verdict = ratelimit_check(request)
+            if verdict is not None:
+                return rate_limited_response(verdict)
+        return self.get_response(request)
