@@ -154,6 +154,10 @@ PRIVACY_ERASE_BATCH = env.int("PRIVACY_ERASE_BATCH", default=1000)
 # Fault tests only: a pause after each erasure batch and each exported store, so a test
 # can kill a worker in the middle of a task. Always 0 in production.
 PRIVACY_FAULT_PAUSE_SECONDS = env.float("PRIVACY_FAULT_PAUSE_SECONDS", default=0.0)
+# The same for a dashboard rollup run (after each property's step) and a model training
+# (between reading the log and fitting).
+DASHBOARD_FAULT_PAUSE_SECONDS = env.float("DASHBOARD_FAULT_PAUSE_SECONDS", default=0.0)
+LEARNING_FAULT_PAUSE_SECONDS = env.float("LEARNING_FAULT_PAUSE_SECONDS", default=0.0)
 
 LOGIN_URL = "admin:login"
 

@@ -83,7 +83,8 @@ def model_train_task(version_id: int) -> dict[str, Any]:
 @shared_task(acks_late=True, autoretry_for=LEARNING_TRANSIENT, retry_backoff=True, max_retries=3)
 def learning_scheduled_task() -> dict[str, int]:
     """Daily: re-run each property's latest clustering (flagging drift) and retrain the
-    scheduled models. Idempotent per day: what already ran in the last 12 hours is skipped."""
+    scheduled models. Idempotent per day: what already ran in the last 12 hours is skipped.
+    A version left "training" by a lost task is trained now, not left so forever."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -93,7 +94,10 @@ def learning_scheduled_task() -> dict[str, int]:
     from .models import ClusterRun, ModelVersion
 
     recent = timezone.now() - timedelta(hours=12)
-    counts = {"runs": 0, "versions": 0}
+    counts = {"runs": 0, "versions": 0, "resumed": 0}
+    for version_id in propensity.versions_stuck():
+        propensity.version_train(version_id=version_id)
+        counts["resumed"] += 1
     for run in maintenance.latest_runs():
         if ClusterRun.objects.filter(property_id=run.property_id, created_at__gte=recent).exists():
             continue

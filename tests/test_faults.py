@@ -6,6 +6,7 @@ alone, and the app under gunicorn or a Celery worker in a subprocess, as in prod
 """
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -15,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,50 @@ import redis as redis_py
 from celery import Celery
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.utils import timezone
 
 from benchmarks.load import processes as procs
 from consent import tasks as consent_tasks
 from consent.models import AccessExport, ErasureStep, PrivacyRequest, StepStatus
+from dashboard import tasks as dashboard_tasks
+from dashboard.models import (
+    AdjustmentHourly,
+    ConsentDaily,
+    EventFateDaily,
+    RollupState,
+    SegmentSizeDaily,
+    SurveyScoreDaily,
+    SurveySeenDaily,
+)
+from dashboard.rollups import rollups_run
 from personalization import cache as cache_backend
+from personalization import tasks as personalization_tasks
+from personalization.learning import propensity
+from personalization.models import (
+    ModelVersion,
+    PropensityModel,
+    Property,
+    TrainingMember,
+    VersionStatus,
+)
 from personalization.permissions import PRIVACY_OFFICERS
 from tests.conftest import ALL_PURPOSES, is_postgres, needs
+from tests.learning import cta_model, log_answers
 from tests.privacy import media_root, raw_id, scan_db, scan_files, visitor_everywhere
+from tests.test_dashboard_rollups import SHORT, Log
+from tests.test_dashboard_rollups import known as known  # the rollups' known dataset (a fixture)
 from tests.test_privacy_worker import started, wait_for
 
 PG_PORTS = range(55432, 55440)
+# What ``dashboard_rollups_task`` writes (retention has a task of its own).
+ROLLUP_TABLES = (
+    AdjustmentHourly,
+    SurveyScoreDaily,
+    SurveySeenDaily,
+    SegmentSizeDaily,
+    EventFateDaily,
+    ConsentDaily,
+)
 REDIS_PORTS = range(56379, 56390)
 
 
@@ -331,16 +365,20 @@ def worker_env(broker: procs.ThrowawayRedis, media: Path) -> dict[str, str]:
 
 def enqueue_on(broker: procs.ThrowawayRedis, monkeypatch) -> None:
     """The tasks ``request_start`` enqueues go to the throwaway broker, whatever the
-    suite's own setting (even TASKS_IN_PROCESS=1). The connection is explicit: Celery
-    prefers the CELERY_BROKER_URL variable to an app's ``broker`` argument."""
-    sender = Celery("sender")
-
-    def send(name: str, *args: Any) -> None:
-        with sender.connection_for_write(broker.url(0)) as conn:
-            sender.send_task(name, args=args, connection=conn)
-
+    suite's own setting (even TASKS_IN_PROCESS=1)."""
     for task in (consent_tasks.access_export_task, consent_tasks.erasure_task):
-        monkeypatch.setattr(task, "delay", lambda *args, _name=task.name: send(_name, *args))
+        monkeypatch.setattr(
+            task, "delay", lambda *args, _name=task.name: send_on(broker, _name, *args)
+        )
+
+
+def send_on(broker: procs.ThrowawayRedis, name: str, *args: Any) -> None:
+    """Send the task ``name`` to the throwaway broker (the connection is explicit: Celery
+    prefers the CELERY_BROKER_URL variable to an app's ``broker`` argument). Not the current
+    app: the task proxies patched by ``enqueue_on`` must keep resolving to the same tasks."""
+    sender = Celery("sender", set_as_current=False)
+    with sender.connection_for_write(broker.url(0)) as conn:
+        sender.send_task(name, args=args, connection=conn)
 
 
 def kill_pool_child(worker, when, seconds: float = 60) -> int:
@@ -429,3 +467,136 @@ def test_cache__redis_unreachable__reads_miss_fills_skipped_invalidations_raise(
         cache.delete("k")
     with pytest.raises(RedisError):
         cache.delete_many(["a"])
+
+
+# ---- a Celery worker killed in the middle of a rollup, or of a model training --------------------
+
+
+def rollup_tables(*props: Property) -> dict[str, list[tuple]]:
+    """Every rollup row of the properties, without ids: what the dashboards read."""
+    return {
+        model.__name__: sorted(
+            tuple((k, v) for k, v in sorted(row.items()) if k != "id")
+            for row in model.objects.filter(property__in=props).values()
+        )
+        for model in ROLLUP_TABLES
+    }
+
+
+def succeeded(log: Path, task: str) -> list[str]:
+    """The worker log's lines of ``task`` succeeding (with its result)."""
+    return [line for line in log.read_text().splitlines() if task in line and " succeeded " in line]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_rollups_task__worker_killed_mid_run__rerun_equals_clean_run(
+    known, make_shop, media, broker, tmp_path
+):
+    needs(is_postgres(), "a worker in a subprocess shares the test database: needs PostgreSQL")
+    # Given two properties with decisions and events, and a worker pausing after each step
+    first = known["prop"]
+    other = make_shop("Other").prop
+    log = Log(other)
+    answers: list[tuple[str, str, str, str, int | None]] = list(SHORT)
+    for i in range(4):
+        at = known["t0"] + timedelta(minutes=5 * i)
+        decision = log.decide(f"o{i}", f"os{i}", at, answers, device="desktop")
+        log.event("click", f"o{i}", f"os{i}", at + timedelta(minutes=1), decision)
+    env = {**worker_env(broker, media), "DASHBOARD_FAULT_PAUSE_SECONDS": "0.4"}
+    worker_log = tmp_path / "worker.log"
+    worker = procs.start_celery_worker(env, log=worker_log)
+    task = dashboard_tasks.dashboard_rollups_task.name
+    states = RollupState.objects.filter(property__in=[first, other])
+    try:
+        # When the worker is killed once the first property is half rolled up
+        send_on(broker, task)
+        kill_pool_child(worker, lambda: states.filter(property=first).count() >= 2)
+        assert states.count() < 10, "killed before the end"
+        # Then the task is redelivered and runs (the dead run's advisory lock died with it)
+        assert wait_for(lambda: succeeded(worker_log, task), 60), worker_log.read_text()[-3000:]
+        assert "'runs': 10" in succeeded(worker_log, task)[0], "ran, not skipped"
+        assert states.count() == 10
+        rerun = rollup_tables(first, other)
+        assert rerun["AdjustmentHourly"] and rerun["ConsentDaily"]
+        # When it is delivered once more  Then nothing changes
+        send_on(broker, task)
+        assert wait_for(lambda: len(succeeded(worker_log, task)) == 2, 30)
+        assert rollup_tables(first, other) == rerun
+    finally:
+        procs.stop(worker)
+    # And the tables equal those of a clean run on the same data
+    for model in (*ROLLUP_TABLES, RollupState):
+        model.objects.all().delete()
+    rollups_run()
+    assert rollup_tables(first, other) == rerun
+
+
+@pytest.mark.django_db(transaction=True)
+def test_model_train_task__worker_killed_mid_training__one_version_promoted_once(
+    make_shop, consent, media, broker, tmp_path
+):
+    needs(is_postgres(), "a worker in a subprocess shares the test database: needs PostgreSQL")
+    # Given logged answers with a planted effect, a version to train, and a worker that
+    # pauses between reading the log and fitting
+    prop = make_shop().prop
+    model = cta_model(prop)
+    log_answers(prop, consent, 200)
+    version = propensity.version_start(model=model)
+    env = {**worker_env(broker, media), "LEARNING_FAULT_PAUSE_SECONDS": "1"}
+    worker_log = tmp_path / "worker.log"
+    worker = procs.start_celery_worker(env, log=worker_log)
+    task = personalization_tasks.model_train_task.name
+    training = ModelVersion.objects.filter(pk=version.pk, status=VersionStatus.TRAINING)
+    try:
+        # When the worker is killed while the version is being trained
+        send_on(broker, task, version.pk)
+        kill_pool_child(worker, lambda: training.filter(progress__gte=40).exists())
+        assert training.exists(), "killed before the end"
+        # Then the task is redelivered and trains the same version to the end
+        assert wait_for(lambda: not training.exists(), 60), worker_log.read_text()[-3000:]
+        version.refresh_from_db()
+        assert version.status == VersionStatus.PROMOTED, version.message
+        assert version.progress == 100 and version.auc is not None and version.auc > 0.7
+        assert list(model.versions.values_list("version", "status")) == [(1, "promoted")]
+        # with a consistent artifact and one membership row per visitor trained on
+        assert version.artifact is not None
+        raw = bytes(version.artifact)
+        assert hashlib.sha256(raw).hexdigest() == version.digest
+        assert propensity.artifact_load(raw)["features"] == version.features
+        members = TrainingMember.objects.filter(model_version=version)
+        assert version.rows == 200 and members.count() == 200
+        trained = ModelVersion.objects.filter(pk=version.pk).values().get()
+        # When it is delivered once more  Then nothing changes
+        send_on(broker, task, version.pk)
+        assert wait_for(lambda: len(succeeded(worker_log, task)) == 2, 30)
+        assert ModelVersion.objects.filter(pk=version.pk).values().get() == trained
+        assert model.versions.count() == 1 and members.count() == 200
+    finally:
+        procs.stop(worker)
+
+
+def test_learning_scheduled_task__version_stuck_training__trained_not_left(shop, consent):
+    # Given a version left "training" two hours ago by a worker killed with its message lost
+    model = cta_model(shop.prop)
+    log_answers(shop.prop, consent, 200)
+    stuck = propensity.version_start(model=model)
+    ModelVersion.objects.filter(pk=stuck.pk).update(
+        created_at=timezone.now() - timedelta(hours=2), progress=40, message="fitting"
+    )
+    # and one that started a minute ago (its task may well be running)
+    other = PropensityModel.objects.create(
+        property=shop.prop, key="cta-click-2", slot=model.slot, goal=model.goal, min_rows=50
+    )
+    fresh = propensity.version_start(model=other)
+    # When the daily learning task runs
+    counts = personalization_tasks.learning_scheduled_task()
+    # Then the stuck version is trained and promoted, with no second version of its model
+    stuck.refresh_from_db()
+    assert counts["resumed"] == 1
+    assert stuck.status == VersionStatus.PROMOTED and stuck.progress == 100, stuck.message
+    assert list(model.versions.values_list("version", flat=True)) == [1]
+    # and the fresh one is left to its own task
+    assert ModelVersion.objects.get(pk=fresh.pk).status == VersionStatus.TRAINING
+    # When it runs again  Then nothing is resumed or changed
+    assert personalization_tasks.learning_scheduled_task()["resumed"] == 0
+    assert ModelVersion.objects.get(pk=stuck.pk).digest == stuck.digest

@@ -70,10 +70,12 @@ def _batch_size() -> int:
     return int(getattr(settings, "PRIVACY_ERASE_BATCH", 1000))
 
 
-def fault_pause() -> None:
-    """Fault tests' hook (``PRIVACY_FAULT_PAUSE_SECONDS``): a window to kill the worker in."""
-    if settings.PRIVACY_FAULT_PAUSE_SECONDS:
-        time.sleep(settings.PRIVACY_FAULT_PAUSE_SECONDS)
+def fault_pause(setting: str = "PRIVACY_FAULT_PAUSE_SECONDS") -> None:
+    """Fault tests' hook (``PRIVACY_FAULT_PAUSE_SECONDS``, or the ``*_FAULT_PAUSE_SECONDS``
+    named): a window to kill the worker in. Always 0 in production."""
+    seconds = float(getattr(settings, setting, 0) or 0)
+    if seconds:
+        time.sleep(seconds)
 
 
 def erasure_plan(request: PrivacyRequest) -> list[ErasureStep]:

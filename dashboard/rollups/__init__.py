@@ -7,6 +7,7 @@ in a transaction. ``rollups_run`` runs the frequent kinds for a set of propertie
 
 from collections.abc import Iterable
 
+from consent.services.erasure import fault_pause
 from personalization.models import Property
 
 from .daily import rollup_consent, rollup_fates, rollup_segments
@@ -46,6 +47,7 @@ def rollups_run(
             results.append(result)
             if progress:
                 progress(f"property {property_id}: {result.describe()}")
+            fault_pause("DASHBOARD_FAULT_PAUSE_SECONDS")
     return results
 
 

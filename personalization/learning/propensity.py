@@ -25,6 +25,8 @@ from django.db.models import Max
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
+from consent.services.erasure import fault_pause
+
 from ..exceptions import ApplicationError
 from ..models import (
     Adjustment,
@@ -46,6 +48,8 @@ MIN_PER_CLASS = 5
 HOLDOUT = 0.25
 SEED = 0
 CHUNK = 2000
+# A training takes seconds to minutes; one still "training" after this has lost its task.
+STUCK_AFTER = timedelta(hours=1)
 
 
 @dataclass
@@ -296,11 +300,20 @@ def version_train(*, version_id: int, force_promote: bool = False) -> ModelVersi
         _set(version, rows=len(data.y), positives=int(data.y.sum()))
         check_trainable(data, model.min_rows)
         _set(version, progress=40, message="fitting")
+        fault_pause("LEARNING_FAULT_PAUSE_SECONDS")
         fitted = fit(data)
         _set(version, progress=80, message="comparing with the promoted version")
         names = feature_names(data.variants)
         raw, digest = artifact_dump(fitted["estimator"], names, data.variants)
         with transaction.atomic():
+            # A duplicate delivery (or a stale version resumed) that another run finished
+            # first: the first result stands.
+            mine = ModelVersion.objects.select_for_update().filter(
+                pk=version.pk, status=VersionStatus.TRAINING
+            )
+            if not mine.exists():
+                version.refresh_from_db()
+                return version
             current = (
                 ModelVersion.objects.select_for_update()
                 .filter(model=model, status=VersionStatus.PROMOTED)
@@ -350,6 +363,18 @@ def version_train(*, version_id: int, force_promote: bool = False) -> ModelVersi
         _set(version, status=VersionStatus.FAILED, message=f"Training failed: {exc}", progress=100)
     version.refresh_from_db()
     return version
+
+
+def versions_stuck(older_than: timedelta = STUCK_AFTER) -> list[int]:
+    """Versions still "training" long after they started: their task was lost (a worker
+    killed and the message gone with its broker). Training them again finishes them."""
+    return list(
+        ModelVersion.objects.filter(
+            status=VersionStatus.TRAINING, created_at__lt=timezone.now() - older_than
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def version_retire(*, version: ModelVersion, reason: str) -> None:
