@@ -537,7 +537,10 @@ def test_plotly_js__served_from_the_installed_package__css_in_step() -> None:
 
 def test_admin_index__links_every_dashboard(rolled: Any, staff: Any) -> None:
     html = login(staff(MARKETING, rolled.prop)).get("/admin/").content.decode()
-    assert 'href="/dashboard/"' in html and 'href="/dashboard/consent/"' in html
+    assert 'href="/dashboard/"' in html and 'href="/dashboard/data-quality/"' in html
+    assert 'href="/dashboard/consent/"' not in html  # only links to pages the user may open
+    officer = login(staff(PRIVACY_OFFICERS, rolled.prop)).get("/admin/").content.decode()
+    assert 'href="/dashboard/consent/"' in officer and 'href="/dashboard/"' not in officer
     nav = login(staff(MARKETING, rolled.prop)).get(url("overview")).content.decode()
     for page in DASHBOARDS:
         assert f'href="{url(page)}?' in nav
