@@ -33,7 +33,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -47,7 +46,11 @@ import psycopg
 from tqdm import tqdm
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+from benchmarks.benchdb import django_database, log  # noqa: E402
+
 # Measured on this generator: table + index bytes per adjustment row, decisions and events
 # included (~1.1 KB); the check asks for half as much again as headroom.
 BYTES_PER_ROW = 1100
@@ -55,10 +58,6 @@ HEADROOM = 1.5
 RULES = [("r-free-shipping", 2), ("r-mobile-list", 1), ("r-returning", 2), ("r-vip", 1)]
 SEGMENTS = ["new", "returning", "vip", "mobile"]
 DEVICES = ["desktop", "mobile", "mobile", "tablet"]
-
-
-def log(message: str) -> None:
-    tqdm.write(f"[{datetime.now(UTC):%H:%M:%S}] {message}")
 
 
 def disk_check(rows: int, pg_admin_url: str) -> None:
@@ -513,53 +512,13 @@ def main() -> int:
         help="with --keep-db: keep the earlier run's rollups (times the incremental run only)",
     )
     args = p.parse_args()
-    if not args.db.startswith("bench"):
-        p.error("--db must start with 'bench' (it is dropped and recreated)")
-    admin = f"{args.pg}/postgres"
-    url = f"{args.pg}/{args.db}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db]).fetchone()
-        if exists and not args.keep_db:
-            conn.execute(f'DROP DATABASE "{args.db}" WITH (FORCE)')
-            exists = None
-        if not exists:
-            disk_check(args.rows, admin)
-            conn.execute(f'CREATE DATABASE "{args.db}"')
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "personalization.settings",
-        "DATABASE_URL": url,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench",
-        "VISITOR_HASH_KEY": "bench",
-        "TASKS_IN_PROCESS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("REDIS_URL", None)
-    env.pop("CELERY_BROKER_URL", None)
-    try:
-        subprocess.run(
-            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=BASE_DIR,
-            env=env,
-            check=True,
-            timeout=600,
-        )
-        os.environ.update(env)
-        sys.path.insert(0, str(BASE_DIR))
-        import django
-
-        django.setup()
+    with django_database(
+        args.pg,
+        args.db,
+        keep=args.keep_db,
+        before_create=lambda admin: disk_check(args.rows, admin),
+    ) as url:
         return run(args, url)
-    finally:
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
-        if not args.keep_db:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-            log(f"dropped {args.db}")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ within 72 h). The goal (issue 6): under 5 seconds at 1,000,000 exposed visitors.
 """
 
 import argparse
-import os
 import random
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,11 +19,10 @@ from pathlib import Path
 import psycopg
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
 
-
-def log(message: str) -> None:
-    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+from benchmarks.benchdb import django_database, log  # noqa: E402
 
 
 def main() -> int:
@@ -36,46 +33,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--keep-db", action="store_true")
     args = p.parse_args()
-    if not args.db.startswith("bench"):
-        p.error("--db must start with 'bench' (it is dropped and recreated)")
-    admin = f"{args.pg}/postgres"
-    url = f"{args.pg}/{args.db}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.db}"')
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "personalization.settings",
-        "DATABASE_URL": url,
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench",
-        "VISITOR_HASH_KEY": "bench",
-        "TASKS_IN_PROCESS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("REDIS_URL", None)
-    try:
-        subprocess.run(
-            [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=BASE_DIR,
-            env=env,
-            check=True,
-            timeout=300,
-        )
-        os.environ.update(env)
-        sys.path.insert(0, str(BASE_DIR))
-        import django
-
-        django.setup()
+    with django_database(args.pg, args.db, keep=args.keep_db, migrate_timeout=300) as url:
         return run(args, url)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if not args.keep_db:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-            log(f"dropped {args.db}")
 
 
 def run(args: argparse.Namespace, url: str) -> int:

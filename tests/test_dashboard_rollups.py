@@ -666,3 +666,32 @@ def test_rollup_lock__holder_killed__lock_released(postgres_only, db):
 def _lock_free(exclusive: Any) -> bool:
     with exclusive("rollups") as held:
         return bool(held)
+
+
+def test_earliest_new__cursor_floor_and_slack__only_rows_that_count(known):
+    """New input since the cursor, the late-events floor, and rows that committed late
+    with a smaller id (the slack) decide where an incremental run starts."""
+    from dashboard.rollups import state
+
+    prop, log, m = known["prop"], known["log"], known["m"]
+    now = timezone.now()
+    floor, since = now - timedelta(hours=72), now - timedelta(minutes=5)
+    cursor = state.max_id(Event)
+
+    def earliest(after: int) -> datetime | None:
+        return state.earliest_new(
+            Event, prop.pk, "timestamp", after, state.max_id(Event), floor, since
+        )
+
+    assert earliest(cursor) is None  # nothing new
+    too_late = log.event("page_view", "p1", "s1", now - timedelta(hours=80))
+    assert earliest(cursor) is None  # new, but stamped before the floor
+    inside = log.event("page_view", "p1", "s1", m(5))
+    assert earliest(cursor) == m(5)
+    # Seen as of the cursor after `inside`: the slack looks back at rows stamped after the
+    # previous run began (`since`), not at older ones.
+    recent = log.event("page_view", "p2", "s2", now - timedelta(minutes=1))
+    after_recent = state.max_id(Event)
+    log.event("page_view", "p2", "s2", now)
+    assert earliest(after_recent) == now - timedelta(minutes=1)
+    assert recent.pk > inside.pk > too_late.pk

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Case, F, Min, When
 from django.utils import timezone
 
 from personalization.models import Adjustment, Decision, Event
@@ -248,9 +248,11 @@ def _decided_before(
         pk__lte=upto_id,
         decision_id__isnull=False,
     ).values("decision_id")
-    return Decision.objects.filter(
-        property_id=property_id, decision_id__in=carried, created_at__gte=floor
-    ).aggregate(earliest=Min("created_at"))["earliest"]
+    # The time condition sits in the aggregate: the carried ids select the decisions
+    # through their unique index (not the property's time index over days of rows).
+    return Decision.objects.filter(property_id=property_id, decision_id__in=carried).aggregate(
+        earliest=Min(Case(When(created_at__gte=floor, then=F("created_at")), default=None))
+    )["earliest"]
 
 
 def rollup_hourly(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Min, Q
+from django.db.models import Case, F, Min, Q, When
 from django.utils import timezone
 
 from ..models import RollupState
@@ -83,11 +83,15 @@ def earliest_new(
     rows = model._default_manager.filter(property_id=property_id, pk__lte=upto_id)
     if not rows.filter(pk__gt=after_id).exists():
         return None
-    stamped = f"{time_field}__gte"
-    found = rows.filter(
-        Q(pk__gt=after_id, **{stamped: floor})
-        | Q(pk__gt=max(0, after_id - ID_SLACK), **{stamped: max(floor, since - SLACK_TIME)})
-    ).aggregate(earliest=Min(time_field))
+    # The row-id range alone selects the rows (a primary-key range scan over the few rows
+    # added since the last run); the time conditions sit inside the aggregate so that the
+    # planner cannot prefer the property's time index, whose range spans days of rows.
+    stamp = F(time_field)
+    recent = Q(pk__gt=after_id, **{f"{time_field}__gte": floor})
+    slack = Q(**{f"{time_field}__gte": max(floor, since - SLACK_TIME)})
+    found = rows.filter(pk__gt=max(0, after_id - ID_SLACK)).aggregate(
+        earliest=Min(Case(When(recent | slack, then=stamp), default=None))
+    )
     return found["earliest"]
 
 
