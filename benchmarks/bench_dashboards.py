@@ -58,6 +58,7 @@ HEADROOM = 1.5
 RULES = [("r-free-shipping", 2), ("r-mobile-list", 1), ("r-returning", 2), ("r-vip", 1)]
 SEGMENTS = ["new", "returning", "vip", "mobile"]
 DEVICES = ["desktop", "mobile", "mobile", "tablet"]
+SURVEY_SHARE = 0.02  # pages with an exit-survey answer (NPS and a rating)
 
 
 def disk_check(rows: int, pg_admin_url: str) -> None:
@@ -91,6 +92,7 @@ class Page:
     segments: list[str]
     clicked: bool
     purchase_after: float | None  # seconds
+    nps: int | None  # an exit-survey answer on this page (~2 % of pages), else None
 
 
 def pages(
@@ -155,6 +157,10 @@ def pages(
                 segments,
                 rng.random() < 0.08 + lift,
                 rng.uniform(0, 2400) if rng.random() < 0.03 + lift / 3 else None,
+                # Personalized visitors answer a little higher (a planted effect).
+                min(10, int(rng.random() * 11) + (rng.random() < 0.3) * (lift > 0))
+                if rng.random() < SURVEY_SHARE
+                else None,
             )
             pk += 1
             made += 1
@@ -173,6 +179,10 @@ def load(url: str, prop_id: int, rows: int, start: datetime, end: datetime, seed
             "WHERE property_id = %s ORDER BY id",
             ['%"personalization"%', prop_id],
         ).fetchall()
+        survey_id = conn.execute(
+            "SELECT id FROM personalization_survey WHERE property_id = %s AND key = 'exit'",
+            [prop_id],
+        ).fetchone()[0]  # type: ignore[index]
     granted = [r[0] for r in records if r[1]]
     refused = [r[0] for r in records if not r[1]]
     with (
@@ -212,6 +222,7 @@ def load(url: str, prop_id: int, rows: int, start: datetime, end: datetime, seed
     with (
         psycopg.connect(url) as a_conn,
         psycopg.connect(url) as e_conn,
+        psycopg.connect(url) as s_conn,
         a_conn.cursor().copy(
             "COPY personalization_adjustment (decision_id, property_id, visitor_id, session_id,"
             " created_at, slot_key, variant_key, source_kind, source_key, source_version,"
@@ -221,6 +232,10 @@ def load(url: str, prop_id: int, rows: int, start: datetime, end: datetime, seed
             "COPY personalization_event (property_id, event_id, type, visitor_id, session_id,"
             " timestamp, received_at, decision_id, properties, context) FROM STDIN"
         ) as e_copy,
+        s_conn.cursor().copy(
+            "COPY personalization_surveyresponse (property_id, survey_id, visitor_id, session_id,"
+            " decision_id, submitted_at, answers) FROM STDIN"
+        ) as s_copy,
     ):
         bar = tqdm(total=rows, desc="adjustments + events", unit="row", mininterval=2)
         rng = random.Random(seed + 1)
@@ -257,6 +272,18 @@ def load(url: str, prop_id: int, rows: int, start: datetime, end: datetime, seed
                 )
             )
             events += 1
+            if p.nps is not None:
+                s_copy.write_row(
+                    (
+                        prop_id,
+                        survey_id,
+                        p.vid,
+                        p.sid,
+                        p.decision_id,
+                        p.at + timedelta(seconds=30),
+                        json.dumps({"nps": p.nps, "rating": 1 + p.nps // 3}),
+                    )
+                )
             if p.clicked:
                 e_copy.write_row(
                     (
@@ -370,8 +397,9 @@ def run(args: argparse.Namespace, url: str) -> int:
     from dashboard import selectors
     from dashboard.models import RollupState
     from dashboard.rollups import rollups_run
-    from personalization.models import Adjustment, Event, Property
+    from personalization.models import Adjustment, Event, Property, SurveyResponse
     from personalization.services.properties import property_create
+    from personalization.services.surveys import survey_create
 
     prop = Property.objects.filter(slug="bench-dash").first()
     now = datetime.now(UTC)
@@ -381,6 +409,15 @@ def run(args: argparse.Namespace, url: str) -> int:
         prop, _ = property_create(name="Bench dashboards", with_keys=False)
         Property.objects.filter(pk=prop.pk).update(slug="bench-dash")
         prop.refresh_from_db()
+        survey_create(
+            prop=prop,
+            key="exit",
+            title="Exit survey",
+            questions=[
+                {"key": "nps", "type": "nps", "text": "How likely are you to recommend us?"},
+                {"key": "rating", "type": "rating", "text": "How was this visit?"},
+            ],
+        )
         all_on = {"analytics": True, "personalization": True, "granular_tracking": True}
         for i in range(200):  # consent records the decisions point at (granted and refused)
             consent_services.consent_record(
@@ -400,6 +437,7 @@ def run(args: argparse.Namespace, url: str) -> int:
     counts = {
         "adjustments": Adjustment.objects.filter(property=prop).count(),
         "events": Event.objects.filter(property=prop).count(),
+        "survey_responses": SurveyResponse.objects.filter(property=prop).count(),
     }
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_database_size(current_database())")

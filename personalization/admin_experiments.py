@@ -15,7 +15,7 @@ from django.utils import timezone
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
 from . import event_schemas, stats
-from .admin_targeting import ConditionField, ScopedInline
+from .admin_targeting import ConditionField, ScopedInline, refuse_unknown_models
 from .exceptions import ApplicationError
 from .models import (
     EventType,
@@ -150,6 +150,8 @@ class ExperimentForm(forms.ModelForm):
         for name, message in problems.items():
             if name in self.fields:
                 self.add_error(name, message)
+        if "condition" not in self.errors:
+            refuse_unknown_models(self, prop, data.get("condition"))
         if data.get("hash_version") not in (1, 2):
             self.add_error("hash_version", "GrowthBook hashing has versions 1 and 2.")
         return data

@@ -82,7 +82,7 @@ class ConditionField(forms.JSONField):
         return condition
 
 
-def _refuse_unknown_models(form: forms.ModelForm, prop: Any, condition: Any) -> None:
+def refuse_unknown_models(form: forms.ModelForm, prop: Any, condition: Any) -> None:
     """A condition reading model.<key> of a model the property does not have is refused."""
     if prop is None or not condition:
         return
@@ -208,7 +208,7 @@ class SegmentForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        _refuse_unknown_models(self, data.get("property"), data.get("condition"))
+        refuse_unknown_models(self, data.get("property"), data.get("condition"))
         return data
 
     def clean_goal(self) -> Any:
@@ -308,7 +308,7 @@ class RuleForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         prop, slot, variant = data.get("property"), data.get("slot"), data.get("variant")
-        _refuse_unknown_models(self, prop, data.get("condition"))
+        refuse_unknown_models(self, prop, data.get("condition"))
         guardrail = data.get("guardrail")
         if guardrail is not None and prop is not None and guardrail.property_id != prop.pk:
             self.add_error("guardrail", "This goal belongs to another property.")

@@ -1,5 +1,7 @@
 """Staff-side learning in the admin (no browser): runs, adoption, training, refusals."""
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -184,3 +186,32 @@ def test_segments_page__nothing_learned__readable_empty_states(shop, staff):
     body = response.content.decode()
     assert response.status_code == 200
     assert "No clustering has finished" in body and "No propensity model" in body
+
+
+def test_experiment_form__unknown_model_key_in_condition__refused_with_message(shop):
+    from django.forms.models import model_to_dict
+
+    from personalization.admin_experiments import ExperimentForm
+    from personalization.models import Experiment
+
+    # Given a property with the model "cta-click" only, and an experiment on its CTA
+    cta = cta_model(shop.prop).slot
+    exp = Experiment(
+        property=shop.prop,
+        key="cta-test",
+        slot=cta,
+        variants=[{"variant": "default", "weight": 0.5}, {"variant": "b", "weight": 0.5}],
+    )
+    data = {k: v for k, v in model_to_dict(exp).items() if v is not None}
+    data["variants"] = json.dumps(exp.variants)
+    # When its targeting condition reads a model key that does not exist
+    data["condition"] = '{"model.cta-clik.score": {"$gt": 0.7}}'
+    form = ExperimentForm(data=data)
+    # Then the form refuses it on the condition and names the models there are
+    assert not form.is_valid()
+    message = " ".join(form.errors.get("condition", []))
+    assert 'model "cta-clik" does not exist' in message and "cta-click" in message
+    # and the right key passes
+    data["condition"] = '{"model.cta-click.score": {"$gt": 0.7}}'
+    form = ExperimentForm(data=data)
+    assert form.is_valid(), form.errors
