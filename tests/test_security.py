@@ -199,6 +199,30 @@ def test_login__other_username__not_locked(admin_user, staff, settings):
     assert _login(other.username, PASSWORD).status_code == 302
 
 
+def test_login__many_usernames_from_one_address__address_locked(admin_user, staff, settings):
+    settings.LOGIN_LOCKOUT_FAILURES = 5
+    settings.LOGIN_LOCKOUT_ADDRESS_FAILURES = 4
+    other = staff(superuser=True)
+    # Given one address guessing a password for four different usernames, once each
+    for name in ("ann", "bob", "cy", "dee"):
+        assert _login(name, "wrong").status_code == 200
+    # Then even a real account's right password is refused from that address, saying why
+    body = _login(other.username, PASSWORD).content.decode()
+    assert "Too many failed sign-ins from your address" in body
+    # while the same account signs in from another address
+    assert _login(other.username, PASSWORD, "198.51.100.9").status_code == 302
+
+
+def test_login__success__does_not_clear_the_address_count(admin_user, settings):
+    settings.LOGIN_LOCKOUT_FAILURES = 5
+    settings.LOGIN_LOCKOUT_ADDRESS_FAILURES = 3
+    _login("ann", "wrong")
+    _login("bob", "wrong")
+    assert _login(admin_user.username, PASSWORD).status_code == 302
+    _login("cy", "wrong")
+    assert "from your address" in _login(admin_user.username, PASSWORD).content.decode()
+
+
 # CSRF on every staff form -------------------------------------------------------------
 
 
