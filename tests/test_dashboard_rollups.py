@@ -278,6 +278,7 @@ def test_rollup_hourly__late_event_then_rerun__folded_in_then_nothing_changes(kn
     result = rollup_hourly(property_id=prop.pk)
     # Then it is folded into its hour (which is all the run recomputed)
     assert result.start == t0 - timedelta(hours=3)  # the window and session reach
+    assert result.end == t0 + timedelta(hours=1)  # not every hour since
     after = hourly_rows(prop)
     assert after[key]["clicks"] == 1
     assert outcomes(after[key]) == (1, 1, 0, 0.0, 1, 300.0, 1)
@@ -288,6 +289,53 @@ def test_rollup_hourly__late_event_then_rerun__folded_in_then_nothing_changes(kn
     rollup_hourly(property_id=prop.pk, full=True)
     # Then nothing changes
     assert hourly_rows(prop) == after
+
+
+def test_rollup_hourly__late_event_a_day_old__only_the_hours_it_can_change(known, consent):
+    # Given an exposure 27 hours before T0, rolled up with the rest
+    prop, t0, log = known["prop"], known["t0"], known["log"]
+    old = t0 - timedelta(hours=27)
+    consent(prop, "q1")
+    log.decide("q1", "s9", old + timedelta(minutes=5), SHORT, device="desktop")
+    rollup_hourly(property_id=prop.pk)
+    key = (old, "headline", "rule", "r-short", 2, "short", "desktop", "personalized")
+    assert hourly_rows(prop)[key]["clicks"] == 0
+    # When a click of that visitor 5 minutes later arrives only now (no decision id)
+    log.event("click", "q1", "s9", old + timedelta(minutes=10), element_id="cta")
+    result = rollup_hourly(property_id=prop.pk)
+    # Then the run recomputes the hours it can change — its own back through the
+    # attribution window and session reach — and not every hour since
+    assert (result.start, result.end) == (old - timedelta(hours=3), old + timedelta(hours=1))
+    after = hourly_rows(prop)
+    assert after[key]["clicks"] == 1
+    # And a full run agrees
+    rollup_hourly(property_id=prop.pk, full=True)
+    assert hourly_rows(prop) == after
+
+
+def test_rollup_hourly__new_decision_and_late_event__two_spans_like_a_full_run(known, consent):
+    # Given a first run, then a late page view 27 hours back and a new decision now
+    prop, t0, log = known["prop"], known["t0"], known["log"]
+    old = t0 - timedelta(hours=27)
+    consent(prop, "q2")
+    log.decide("q2", "s8", old + timedelta(minutes=1), SHORT)
+    log.event("page_view", "q2", "s8", old + timedelta(minutes=1))
+    rollup_hourly(property_id=prop.pk)
+    key = (old, "headline", "rule", "r-short", 2, "short", "mobile", "personalized")
+    before = hourly_rows(prop)[key]
+    assert (before["session_seconds"], before["bounces"]) == (0.0, 1)  # one page so far
+    log.event("page_view", "q2", "s8", old + timedelta(minutes=20))
+    log.decide("q3", "s7", timezone.now(), SHORT)
+    # When the incremental run folds both in
+    result = rollup_hourly(property_id=prop.pk)
+    incremental = hourly_rows(prop)
+    # Then it spans from the late event's reach to now, and equals a full run
+    assert result.start == old - timedelta(hours=3)
+    assert result.end == hour_floor(timezone.now()) + timedelta(hours=1)
+    rollup_hourly(property_id=prop.pk, full=True)
+    assert hourly_rows(prop) == incremental
+    # and the late second page made the session 19 minutes long and no bounce
+    assert (incremental[key]["session_seconds"], incremental[key]["bounces"]) == (19 * 60.0, 0)
 
 
 def test_rollup_hourly__decision_through_the_engine__row_for_its_device_and_group(shop, consent):

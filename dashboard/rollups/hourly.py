@@ -7,17 +7,19 @@ the adjustment. Session figures (duration after the exposure, bounce) are taken 
 the slot's first exposure in each session.
 
 Incremental runs re-aggregate the whole hours that new adjustments, decisions and
-events can touch, and replace those rows in one transaction: a rerun changes nothing.
+events can touch (``_touched_spans``), and replace those rows in one transaction per
+chunk: a rerun changes nothing.
 """
 
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Min, When
+from django.db.models import Case, DateTimeField, When
+from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from personalization.models import Adjustment, Decision, Event
@@ -238,21 +240,75 @@ def _longest_window(property_id: int) -> timedelta:
     return timedelta(seconds=max([settings.DASHBOARD_ATTRIBUTION_WINDOW, *custom]))
 
 
-def _decided_before(
-    property_id: int, after_id: int, upto_id: int, floor: datetime
-) -> datetime | None:
-    """The earliest decision that new events carrying a decision id point at."""
+def _decided_hours(property_id: int, after_id: int, upto_id: int, floor: datetime) -> set[datetime]:
+    """The hours of the decisions that new events carrying a decision id point at."""
     carried = Event.objects.filter(
         property_id=property_id,
         pk__gt=after_id,
         pk__lte=upto_id,
         decision_id__isnull=False,
     ).values("decision_id")
-    # The time condition sits in the aggregate: the carried ids select the decisions
+    # The time condition sits in the expression: the carried ids select the decisions
     # through their unique index (not the property's time index over days of rows).
-    return Decision.objects.filter(property_id=property_id, decision_id__in=carried).aggregate(
-        earliest=Min(Case(When(created_at__gte=floor, then=F("created_at")), default=None))
-    )["earliest"]
+    hour = Trunc("created_at", "hour", output_field=DateTimeField(), tzinfo=UTC)
+    hours = (
+        Decision.objects.filter(property_id=property_id, decision_id__in=carried)
+        .annotate(decided=Case(When(created_at__gte=floor, then=hour), default=None))
+        .values_list("decided", flat=True)
+        .distinct()
+    )
+    return {as_datetime(h) for h in hours if h is not None}
+
+
+def _merged(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The union of half-open spans, as sorted disjoint spans."""
+    out: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(spans):
+        if end <= start:
+            continue
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _touched_spans(
+    property_id: int, previous: Any, cursor: dict[str, int], now: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The hours new input can change, as disjoint spans.
+
+    New adjustments and decisions change their own hour and, through "first exposure in
+    the session", later ones: from the earliest to now. A new event changes the outcomes
+    of exposures up to the attribution window plus the session reach before it: only
+    those hours, so a late event does not recompute every hour since. An event carrying
+    a decision id also changes its decision's hour, however long before.
+    """
+    floor = state.late_cutoff(now)
+    done = previous.cursor
+    reach = _longest_window(property_id) + SESSION_LOOKBACK
+    lowest = state.hour_floor(floor - reach)
+    since = previous.watermark
+    logged = [
+        found
+        for model, name in ((Adjustment, "adjustment"), (Decision, "decision"))
+        if (
+            found := state.earliest_new(
+                model, property_id, "created_at", done.get(name, 0), cursor[name], floor, since
+            )
+        )
+        is not None
+    ]
+    spans = [(state.hour_floor(min(logged)), end)] if logged else []
+    after_event = done.get("event", 0)
+    hour = timedelta(hours=1)
+    for h in state.new_hours(
+        Event, property_id, "timestamp", after_event, cursor["event"], floor, since
+    ):
+        spans.append((state.hour_floor(h - reach), h + hour))
+    for h in _decided_hours(property_id, after_event, cursor["event"], floor):
+        spans.append((h, h + hour))
+    return _merged((max(start, lowest), min(stop, end)) for start, stop in spans)
 
 
 def rollup_hourly(
@@ -279,57 +335,20 @@ def rollup_hourly(
         with transaction.atomic():
             # Hours before the first adjustment (or all, when none is left) hold nothing.
             AdjustmentHourly.objects.filter(property_id=property_id, hour__lt=start).delete()
+        spans = [(start, end)]
     else:
-        floor = state.late_cutoff(now)
-        done = previous.cursor
-        reach = _longest_window(property_id) + SESSION_LOOKBACK
-        candidates = [
-            state.earliest_new(
-                Adjustment,
-                property_id,
-                "created_at",
-                done.get("adjustment", 0),
-                cursor["adjustment"],
-                floor,
-                previous.watermark,
-            ),
-            state.earliest_new(
-                Decision,
-                property_id,
-                "created_at",
-                done.get("decision", 0),
-                cursor["decision"],
-                floor,
-                previous.watermark,
-            ),
-        ]
-        new_event = state.earliest_new(
-            Event,
-            property_id,
-            "timestamp",
-            done.get("event", 0),
-            cursor["event"],
-            floor,
-            previous.watermark,
-        )
-        if new_event is not None:
-            candidates.append(new_event - reach)
-            # An event carrying a decision id counts for that decision however late it is.
-            candidates.append(
-                _decided_before(property_id, done.get("event", 0), cursor["event"], floor)
-            )
-        found = [c for c in candidates if c is not None]
-        if not found:
+        spans = _touched_spans(property_id, previous, cursor, now, end)
+        if not spans:
             result.skipped = True
             result.cursor = cursor
             state.state_save(result, now, started)
             return result
-        start = state.hour_floor(max(min(found), floor - reach))
-    result.start, result.end = start, end
-    for chunk_start, chunk_end in _chunks(start, end):
-        result.rows += hourly_replace(property_id, chunk_start, chunk_end)
-        if progress:
-            progress(f"hourly {chunk_start:%Y-%m-%d %H:00} → {chunk_end:%Y-%m-%d %H:00}")
+    result.start, result.end = spans[0][0], spans[-1][1]
+    for span_start, span_end in spans:
+        for chunk_start, chunk_end in _chunks(span_start, span_end):
+            result.rows += hourly_replace(property_id, chunk_start, chunk_end)
+            if progress:
+                progress(f"hourly {chunk_start:%Y-%m-%d %H:00} → {chunk_end:%Y-%m-%d %H:00}")
     result.cursor = cursor
     state.state_save(result, now, started)
     return result

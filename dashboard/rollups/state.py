@@ -3,14 +3,16 @@
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Min, Q, When
+from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from ..models import RollupState
+from .sql import as_datetime
 
 Progress = Callable[[str], None]
 # Ids are taken from a sequence before commit, so a short transaction can land a row with
@@ -64,6 +66,31 @@ def first_at(model: type[models.Model], property_id: int, time_field: str) -> da
     )
 
 
+def _new_rows(
+    model: type[models.Model],
+    property_id: int,
+    time_field: str,
+    after_id: int,
+    upto_id: int,
+    floor: datetime,
+    since: datetime,
+) -> tuple[models.QuerySet, Q] | None:
+    """The rows to look at for input added since ``after_id``, and the condition a row
+    of them must meet to count (None when nothing was added).
+
+    The row-id range alone selects the rows (a primary-key range scan over the few rows
+    added since the last run); callers put the condition inside their aggregate or
+    expression, so that the planner cannot prefer the property's time index, whose range
+    spans days of rows.
+    """
+    rows = model._default_manager.filter(property_id=property_id, pk__lte=upto_id)
+    if not rows.filter(pk__gt=after_id).exists():
+        return None
+    recent = Q(pk__gt=after_id, **{f"{time_field}__gte": floor})
+    slack = Q(**{f"{time_field}__gte": max(floor, since - SLACK_TIME)})
+    return rows.filter(pk__gt=max(0, after_id - ID_SLACK)), recent | slack
+
+
 def earliest_new(
     model: type[models.Model],
     property_id: int,
@@ -80,19 +107,36 @@ def earliest_new(
     ``ID_SLACK`` ids before ``after_id`` are looked at again for rows stamped after the
     previous run began (``since``): rows that committed after it with a smaller id.
     """
-    rows = model._default_manager.filter(property_id=property_id, pk__lte=upto_id)
-    if not rows.filter(pk__gt=after_id).exists():
+    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since)
+    if found is None:
         return None
-    # The row-id range alone selects the rows (a primary-key range scan over the few rows
-    # added since the last run); the time conditions sit inside the aggregate so that the
-    # planner cannot prefer the property's time index, whose range spans days of rows.
-    stamp = F(time_field)
-    recent = Q(pk__gt=after_id, **{f"{time_field}__gte": floor})
-    slack = Q(**{f"{time_field}__gte": max(floor, since - SLACK_TIME)})
-    found = rows.filter(pk__gt=max(0, after_id - ID_SLACK)).aggregate(
-        earliest=Min(Case(When(recent | slack, then=stamp), default=None))
+    rows, counts = found
+    return rows.aggregate(earliest=Min(Case(When(counts, then=F(time_field)), default=None)))[
+        "earliest"
+    ]
+
+
+def new_hours(
+    model: type[models.Model],
+    property_id: int,
+    time_field: str,
+    after_id: int,
+    upto_id: int,
+    floor: datetime,
+    since: datetime,
+) -> set[datetime]:
+    """The clock hours of ``time_field`` among the rows ``earliest_new`` looks at."""
+    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since)
+    if found is None:
+        return set()
+    rows, counts = found
+    hour = Trunc(time_field, "hour", output_field=models.DateTimeField(), tzinfo=UTC)
+    hours = (
+        rows.annotate(new_hour=Case(When(counts, then=hour), default=None))
+        .values_list("new_hour", flat=True)
+        .distinct()
     )
-    return found["earliest"]
+    return {as_datetime(h) for h in hours if h is not None}
 
 
 def state_save(result: RollupResult, now: datetime, started: float) -> None:
