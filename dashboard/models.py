@@ -102,6 +102,9 @@ class AdjustmentHourly(models.Model):
     is_default = models.BooleanField()
     device_type = models.CharField(max_length=16, blank=True)
     group = models.CharField(max_length=16, choices=Group.choices)
+    # "" for all visitors; else the rows again for visitors the decision placed in this
+    # segment (a visitor may be in several, so segment rows do not add up to the "" rows).
+    segment_key = models.CharField(max_length=64, blank=True, default="")
 
     exposures = models.PositiveIntegerField(default=0)
     clicks = models.PositiveIntegerField(default=0)
@@ -134,6 +137,7 @@ class AdjustmentHourly(models.Model):
                     "is_default",
                     "device_type",
                     "group",
+                    "segment_key",
                 ],
                 name="adjustment_hourly_key",
             )

@@ -4,9 +4,10 @@ Every function takes ``properties`` (a queryset of the properties the viewer may
 from ``consent.tenancy.properties_for``) and, where it applies, ``DashboardFilters``.
 Rows are plain dataclasses or dicts, ready for a Plotly figure function or a CSV.
 
-Filters: ``start``/``end`` are inclusive dates (UTC days); ``slot`` and
-``device_type`` narrow the hourly rollup; ``segment`` only narrows
-``segment_sizes`` (rollups are not split by segment: a visitor is in many).
+Filters: ``start``/``end`` are inclusive dates (UTC days); ``slot``, ``device_type`` and
+``segment`` narrow the hourly rollup (its rows are kept for all visitors and again per
+segment the decision placed the visitor in) and ``segment`` narrows ``segment_sizes``;
+retention, surveys, fates and consent are not split by segment.
 """
 
 import math
@@ -156,7 +157,10 @@ class Outcomes:
 
 def _hourly(properties: QuerySet[Property], filters: DashboardFilters) -> QuerySet:
     rows = AdjustmentHourly.objects.filter(
-        property__in=properties, hour__gte=filters.start_at, hour__lt=filters.end_at
+        property__in=properties,
+        hour__gte=filters.start_at,
+        hour__lt=filters.end_at,
+        segment_key=filters.segment,
     )
     if filters.slot:
         rows = rows.filter(slot_key=filters.slot)

@@ -199,8 +199,8 @@ def known(shop, consent):
     return {"prop": prop, "t0": t0, "log": log, "decisions": d, "m": m}
 
 
-def hourly_rows(prop: Property) -> dict[tuple, dict[str, Any]]:
-    rows = AdjustmentHourly.objects.filter(property=prop).values()
+def hourly_rows(prop: Property, segment: str = "") -> dict[tuple, dict[str, Any]]:
+    rows = AdjustmentHourly.objects.filter(property=prop, segment_key=segment).values()
     return {
         (
             r["hour"],
@@ -252,6 +252,44 @@ def test_rollup_hourly__known_dataset__hand_computed_rows(known):
         ("headline", "rule", "r-short", "mobile", "not_consented"): {"suppressed_consent": 1},
     }
     assert len(rows) == 8
+
+
+def test_rollup_hourly__segments__rows_again_per_segment_the_decision_placed_them_in(known):
+    # Given p1 (segment vip, twice) and p2 (vip and new); h1 and n1 in none
+    prop, t0 = known["prop"], known["t0"]
+    # When the hourly rollup runs
+    rollup_hourly(property_id=prop.pk)
+    rule = (t0, "headline", "rule", "r-short", 2, "short")
+    vip, new = hourly_rows(prop, "vip"), hourly_rows(prop, "new")
+    # Then the vip rows hold p1's and p2's exposures as the all-visitor rows do
+    assert outcomes(vip[(*rule, "mobile", "personalized")]) == (2, 1, 1, 30.0, 1, 1740.0, 0)
+    assert outcomes(vip[(*rule, "desktop", "personalized")]) == (1, 0, 0, 0.0, 1, 0.0, 1)
+    # and p1's second decision's suppressions; nothing of h1 or n1
+    assert {
+        k[1:4] for k, r in vip.items() if r["suppressed_cooldown"] or r["suppressed_conflict"]
+    } == {
+        ("banner", "rule", "r-promo"),
+        ("headline", "rule", "r-long"),
+    }
+    assert len(vip) == 4
+    # and the new rows p2's alone
+    assert list(new) == [(*rule, "desktop", "personalized")]
+    # And the dashboards' segment filter reads them: in vip, the three personalized
+    # exposures only; for all visitors, the held-out and not-consented ones too
+    props = Property.objects.filter(pk=prop.pk)
+    day = t0.date()
+    in_vip = selectors.group_outcomes(props, selectors.DashboardFilters(day, day, segment="vip"))
+    everyone = selectors.group_outcomes(props, selectors.DashboardFilters(day, day))
+    assert {g: o.exposures for g, o in in_vip.items()} == {
+        "personalized": 3,
+        "holdout": 0,
+        "not_consented": 0,
+    }
+    assert {g: o.exposures for g, o in everyone.items()} == {
+        "personalized": 3,
+        "holdout": 1,
+        "not_consented": 1,
+    }
 
 
 def test_rollup_hourly__slot_window_widened__purchase_31_minutes_later_counts(known):
@@ -619,7 +657,7 @@ def test_rollups_run__all_properties__each_rolled_up(known, make_shop):
     # Then both have state, and only the first has rows
     assert {r.property_id for r in results} == {known["prop"].pk, other.pk}
     assert AdjustmentHourly.objects.filter(property=other).count() == 0
-    assert AdjustmentHourly.objects.filter(property=known["prop"]).count() == 8
+    assert AdjustmentHourly.objects.filter(property=known["prop"], segment_key="").count() == 8
 
 
 @pytest.mark.django_db(transaction=True)
@@ -669,7 +707,7 @@ def test_dashboard_rollups_task__another_run_holds_the_lock__skips(known):
             call_command("dashboard_rollup")
     # And once the lock is released a run rolls up
     assert dashboard_rollups_task()["runs"] == 5
-    assert AdjustmentHourly.objects.count() == 8
+    assert AdjustmentHourly.objects.filter(segment_key="").count() == 8
 
 
 def test_rollup_lock__holder_killed__lock_released(postgres_only, db):

@@ -49,7 +49,7 @@ REVENUE_TYPE = "purchase"
 SESSION_LOOKBACK = timedelta(hours=2)
 # Full runs and long catch-ups are cut into chunks of this many hours (one transaction each).
 CHUNK_HOURS = 24
-Key = tuple[datetime, str, str, str, int, str, bool, str, str]
+Key = tuple[datetime, str, str, str, int, str, bool, str, str, str]
 
 
 def _in(values: Iterable[str]) -> str:
@@ -109,6 +109,7 @@ def _exposures_sql(d: Dialect) -> str:
             COALESCE(a.source_version, 0) AS source_version, a.variant_key, a.is_default,
             {_device(d)} AS device_type,
             {group_sql("c", "d")} AS grp,
+            {d.array_at("d.signals", "segments")} AS segments,
             {outcome_select},
             CASE WHEN EXISTS (SELECT 1 FROM personalization_adjustment p
                 WHERE p.property_id = a.property_id AND p.visitor_id = a.visitor_id
@@ -129,36 +130,46 @@ def _exposures_sql(d: Dialect) -> str:
         {lateral}
     """
     seconds = f"COALESCE({d.seconds_between('x.last_at', 'x.created_at')}, 0)"
-    # MATERIALIZED: each exposure's subqueries run once, not once per aggregate using them.
-    return f"""
-        WITH x AS MATERIALIZED ({inner})
-        SELECT x.hour, x.slot_key, x.source_kind, x.source_key, x.source_version,
-            x.variant_key, x.is_default, x.device_type, x.grp,
-            COUNT(*), SUM(COALESCE(x.clicked, 0)), SUM(COALESCE(x.converted, 0)),
+    dims = (
+        "x.hour, x.slot_key, x.source_kind, x.source_key, x.source_version, "
+        "x.variant_key, x.is_default, x.device_type, x.grp"
+    )
+    sums = f"""COUNT(*), SUM(COALESCE(x.clicked, 0)), SUM(COALESCE(x.converted, 0)),
             SUM(COALESCE(x.revenue, 0)), SUM(COALESCE(x.revenue, 0) * COALESCE(x.revenue, 0)),
             SUM(x.first_in_session),
             SUM(CASE WHEN x.first_in_session = 1 THEN {seconds} ELSE 0 END),
             SUM(CASE WHEN x.first_in_session = 1 THEN {seconds} * {seconds} ELSE 0 END),
             SUM(CASE WHEN x.first_in_session = 1 AND COALESCE(x.views, 0) <= 1
-                THEN 1 ELSE 0 END)
-        FROM x
-        GROUP BY x.hour, x.slot_key, x.source_kind, x.source_key, x.source_version,
-            x.variant_key, x.is_default, x.device_type, x.grp
+                THEN 1 ELSE 0 END)"""
+    join, item = d.unnest("x.segments", "s")
+    segment = d.element_text(item)
+    # MATERIALIZED: each exposure's subqueries run once, not once per aggregate using them.
+    # Rows for all visitors (segment "") and, again, per segment the decision placed the
+    # visitor in (a visitor may be in several).
+    return f"""
+        WITH x AS MATERIALIZED ({inner})
+        SELECT {dims}, '' AS segment_key, {sums} FROM x GROUP BY {dims}
+        UNION ALL
+        SELECT {dims}, {segment}, {sums} FROM x {join} GROUP BY {dims}, {segment}
     """
 
 
 def _suppressions_sql(d: Dialect) -> str:
     join, item = d.unnest("d.suppressed", "s")
-    return f"""
-        SELECT {d.hour("d.created_at")}, {d.element_text(item, "slot")},
+    seg_join, seg_item = d.unnest(d.array_at("d.signals", "segments"), "g")
+    columns = f"""{d.hour("d.created_at")}, {d.element_text(item, "slot")},
             {d.element_text(item, "candidate")}, {d.element_text(item, "reason")},
-            {_device(d)},
-            {group_sql("c", "d")}, COUNT(*)
-        FROM personalization_decision d
-        LEFT JOIN consent_consentrecord c ON c.id = d.consent_record_id
-        {join}
-        WHERE d.property_id = %s AND d.created_at >= %s AND d.created_at < %s
+            {_device(d)}, {group_sql("c", "d")}"""
+    source = """FROM personalization_decision d
+        LEFT JOIN consent_consentrecord c ON c.id = d.consent_record_id"""
+    where = "WHERE d.property_id = %s AND d.created_at >= %s AND d.created_at < %s"
+    return f"""
+        SELECT {columns}, '', COUNT(*) {source} {join} {where}
         GROUP BY 1, 2, 3, 4, 5, 6
+        UNION ALL
+        SELECT {columns}, {d.element_text(seg_item)}, COUNT(*) {source} {join} {seg_join}
+        {where}
+        GROUP BY 1, 2, 3, 4, 5, 6, 7
     """
 
 
@@ -169,6 +180,7 @@ def _aggregate(property_id: int, start: datetime, end: datetime) -> list[Adjustm
     window = settings.DASHBOARD_ATTRIBUTION_WINDOW
     exposures = fetch(_exposures_sql(d), [GRANTS_PERSONALIZATION, window, property_id, start, end])
     for r in exposures:
+        segment = str(r[9] or "")[:64]
         key: Key = (
             as_datetime(r[0]),
             r[1],
@@ -179,20 +191,36 @@ def _aggregate(property_id: int, start: datetime, end: datetime) -> list[Adjustm
             bool(r[6]),
             str(r[7])[:16],
             r[8],
+            segment,
         )
-        rows[key] = dict(zip(OUTCOME_FIELDS, (float(v or 0) for v in r[9:]), strict=True))
-    suppressed = fetch(_suppressions_sql(d), [GRANTS_PERSONALIZATION, property_id, start, end])
-    for hour, slot, candidate, reason, device, group, count in suppressed:
+        rows[key] = dict(zip(OUTCOME_FIELDS, (float(v or 0) for v in r[10:]), strict=True))
+    range_args = [property_id, start, end]
+    suppressed = fetch(
+        _suppressions_sql(d),
+        [GRANTS_PERSONALIZATION, *range_args, GRANTS_PERSONALIZATION, *range_args],
+    )
+    for hour, slot, candidate, reason, device, group, segment, count in suppressed:
         kind, _, key_name = str(candidate).partition(":")
         column = SUPPRESSION_COLUMNS.get(str(reason))
         if column is None:
             continue
-        key = (as_datetime(hour), str(slot), kind, key_name, 0, "", False, str(device)[:16], group)
+        key = (
+            as_datetime(hour),
+            str(slot),
+            kind,
+            key_name,
+            0,
+            "",
+            False,
+            str(device)[:16],
+            group,
+            str(segment or "")[:64],
+        )
         row = rows.setdefault(key, {})
         row[column] = row.get(column, 0) + int(count)
     objects = []
     for key, values in rows.items():
-        hour, slot, kind, key_name, version, variant, is_default, device, group = key
+        hour, slot, kind, key_name, version, variant, is_default, device, group, segment = key
         fields = {
             name: (int(v) if name not in ("revenue", "revenue_sq") and "seconds" not in name else v)
             for name, v in values.items()
@@ -209,6 +237,7 @@ def _aggregate(property_id: int, start: datetime, end: datetime) -> list[Adjustm
                 is_default=is_default,
                 device_type=device,
                 group=group,
+                segment_key=segment,
                 **fields,
             )
         )
