@@ -61,7 +61,7 @@ PAGES = [
         "Overview",
         DASHBOARDS,
         page_data.overview,
-        ("property", "start", "end", "slot", "device"),
+        ALL_FILTERS,
         description="Adjustments served, and how personalized visitors fare against the "
         "holdout (95% intervals).",
     ),
@@ -70,7 +70,7 @@ PAGES = [
         "Rules",
         DASHBOARDS,
         page_data.rules,
-        ("property", "start", "end", "slot", "device"),
+        ALL_FILTERS,
         template="dashboard/rules.html",
         description="Per rule and version: exposures, suppressions, and click-through lift "
         "against the slot's default (95% intervals).",

@@ -404,6 +404,28 @@ def test_filters__device_and_dates__change_the_numbers(viewer: Any) -> None:
     assert re.search(r"device=mobile&amp;format=csv&amp;chart=exposures", html)
 
 
+def test_filters__segment__the_rows_kept_for_that_segment(rolled: Any, viewer: Any) -> None:
+    # Given, besides the rule's rows for all visitors, its row for the "returning" segment
+    hourly(
+        rolled.prop,
+        **RULE,
+        variant_key="b",
+        is_default=False,
+        segment_key="returning",
+        exposures=30,
+    )
+
+    def exposures(**query: Any) -> str:
+        rows = read_csv(viewer.get(url("rules", format="csv", chart="exposures", **query)))
+        return rows[0]["exposures"] if rows else "none"
+
+    # When the page is filtered by the segment, its figures are that segment's
+    assert exposures(segment="returning") == "30"
+    assert exposures() == "140"  # and unfiltered, all visitors' (segment rows not added)
+    # and the overview offers the segment filter
+    assert 'name="segment"' in viewer.get(url("overview")).content.decode()
+
+
 def test_filters__invalid__400_with_the_reason(viewer: Any) -> None:
     bad_date = viewer.get(url("overview", start="yesterday"))
     backwards = viewer.get(url("overview", start=TODAY.isoformat(), end="2020-01-01"))
