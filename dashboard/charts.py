@@ -6,27 +6,16 @@ so a strict Content-Security-Policy holds. ``Chart`` pairs a figure with the row
 the same rows are the chart's CSV download, so what is drawn and what is downloaded agree.
 """
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import plotly.io as pio
+from personalization.charts import PALETTE, Figure
+from personalization.charts import figure as _figure
 
-Figure = dict[str, Any]
 Rows = Sequence[Sequence[Any]]  # a chart's rows: its CSV, and what its figure is built from
 Point = tuple[Any, float | None]  # (x, y)
 Interval = tuple[float | None, float | None]  # (low, high)
-
-# Colours that stay apart for the colour-blind (Okabe–Ito).
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-LAYOUT: dict[str, Any] = {
-    "colorway": PALETTE,
-    "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
-    "legend": {"orientation": "h", "y": -0.2},
-    "hovermode": "closest",
-    "height": 380,
-}
 
 
 @dataclass
@@ -49,18 +38,6 @@ class Chart:
     @property
     def script_id(self) -> str:
         return f"figure-{self.name}"
-
-
-@functools.cache
-def _template() -> dict[str, Any]:
-    """plotly's "plotly_white" theme as plotly.js reads it (it knows no template names)."""
-    return pio.templates["plotly_white"].to_plotly_json()
-
-
-def _figure(traces: Sequence[dict[str, Any]], **layout: Any) -> Figure:
-    """Plain dicts, not graph_objects: validating a figure cost more than the page's queries
-    (the browser test draws every chart, which is the check that matters)."""
-    return {"data": list(traces), "layout": {**LAYOUT, "template": _template(), **layout}}
 
 
 def _errors(values: Sequence[float | None], intervals: Sequence[Interval]) -> dict[str, Any]:

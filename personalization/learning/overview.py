@@ -8,25 +8,10 @@ and drawn by ``dashboard.js`` like every other chart there.
 from collections.abc import Iterable
 from typing import Any
 
-import plotly.graph_objects as go
-
+from ..charts import PALETTE, figure
 from ..models import ClusterRun, ModelVersion, Property, RunStatus
 
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-LAYOUT: dict[str, Any] = {
-    "template": "plotly_white",
-    "colorway": PALETTE,
-    "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
-    "legend": {"orientation": "h", "y": -0.2},
-    "hovermode": "closest",
-    "height": 420,
-}
-
-
-def _figure(traces: list[Any], **layout: Any) -> dict[str, Any]:
-    fig = go.Figure(data=traces)
-    fig.update_layout(**{**LAYOUT, **layout})
-    return fig.to_plotly_json()
+HEIGHT = 420
 
 
 def cluster_scatter(run: ClusterRun) -> dict[str, Any]:
@@ -37,19 +22,21 @@ def cluster_scatter(run: ClusterRun) -> dict[str, Any]:
     for index, cluster in sorted(clusters.items()):
         picked = [i for i, c in enumerate(points.get("cluster", [])) if c == index]
         traces.append(
-            go.Scatter(
-                x=[points["x"][i] for i in picked],
-                y=[points["y"][i] for i in picked],
-                mode="markers",
-                marker={"size": 6, "opacity": 0.7, "color": PALETTE[index % len(PALETTE)]},
-                name=f"{index}: {cluster.description} ({cluster.share:.0%})",
-            )
+            {
+                "type": "scatter",
+                "x": [points["x"][i] for i in picked],
+                "y": [points["y"][i] for i in picked],
+                "mode": "markers",
+                "marker": {"size": 6, "opacity": 0.7, "color": PALETTE[index % len(PALETTE)]},
+                "name": f"{index}: {cluster.description} ({cluster.share:.0%})",
+            }
         )
     explained = points.get("explained") or [0, 0]
-    return _figure(
+    return figure(
         traces,
-        xaxis_title=f"first principal axis ({explained[0]:.0%} of the variance)",
-        yaxis_title=f"second principal axis ({explained[1]:.0%})",
+        height=HEIGHT,
+        xaxis={"title": {"text": f"first principal axis ({explained[0]:.0%} of the variance)"}},
+        yaxis={"title": {"text": f"second principal axis ({explained[1]:.0%})"}},
     )
 
 
@@ -60,25 +47,25 @@ def versions_figure(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if row["auc"] is not None:
             by_model.setdefault(row["model"], []).append(row)
     traces = [
-        go.Scatter(
-            x=[r["version"] for r in items],
-            y=[r["auc"] for r in items],
-            mode="lines+markers",
-            name=key,
-            marker={
+        {
+            "type": "scatter",
+            "x": [r["version"] for r in items],
+            "y": [r["auc"] for r in items],
+            "mode": "lines+markers",
+            "name": key,
+            "marker": {
                 "size": 10,
                 "symbol": ["circle" if r["status"] == "promoted" else "circle-open" for r in items],
             },
-            text=[r["status"] for r in items],
-        )
+            "text": [r["status"] for r in items],
+        }
         for key, items in sorted(by_model.items())
     ]
-    return _figure(
+    return figure(
         traces,
-        xaxis_title="version",
-        yaxis_title="held-out AUC (0.5 = a constant guess)",
-        yaxis_range=[0.4, 1.0],
-        xaxis_dtick=1,
+        height=HEIGHT,
+        xaxis={"title": {"text": "version"}, "dtick": 1},
+        yaxis={"title": {"text": "held-out AUC (0.5 = a constant guess)"}, "range": [0.4, 1.0]},
     )
 
 

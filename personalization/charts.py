@@ -1,0 +1,35 @@
+"""Plotly figures as plain JSON in the house look, shared by the dashboards and learning.
+
+A figure is a dict (``{"data": [...], "layout": {...}}``) that a page embeds with
+``json_script`` and ``dashboard.js`` draws with ``Plotly.newPlot``.
+"""
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.io as pio
+
+Figure = dict[str, Any]
+
+# Colours that stay apart for the colour-blind (Okabe–Ito).
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+LAYOUT: dict[str, Any] = {
+    "colorway": PALETTE,
+    "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
+    "legend": {"orientation": "h", "y": -0.2},
+    "hovermode": "closest",
+    "height": 380,
+}
+
+
+@functools.cache
+def _template() -> dict[str, Any]:
+    """plotly's "plotly_white" theme as plotly.js reads it (it knows no template names)."""
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def figure(traces: Sequence[dict[str, Any]], **layout: Any) -> Figure:
+    """Plain dicts, not graph_objects: validating a figure cost more than the page's queries
+    (the browser test draws every chart, which is the check that matters)."""
+    return {"data": list(traces), "layout": {**LAYOUT, "template": _template(), **layout}}
