@@ -344,6 +344,7 @@ def test_rollup_hourly__late_event_a_day_old__only_the_hours_it_can_change(known
     # Then the run recomputes the hours it can change — its own back through the
     # attribution window and session reach — and not every hour since
     assert (result.start, result.end) == (old - timedelta(hours=3), old + timedelta(hours=1))
+    assert result.hours == 4
     after = hourly_rows(prop)
     assert after[key]["clicks"] == 1
     # And a full run agrees
@@ -370,6 +371,7 @@ def test_rollup_hourly__new_decision_and_late_event__two_spans_like_a_full_run(k
     # Then it spans from the late event's reach to now, and equals a full run
     assert result.start == old - timedelta(hours=3)
     assert result.end == hour_floor(timezone.now()) + timedelta(hours=1)
+    assert result.hours < 27  # two spans, not every hour between them
     rollup_hourly(property_id=prop.pk, full=True)
     assert hourly_rows(prop) == incremental
     # and the late second page made the session 19 minutes long and no bounce

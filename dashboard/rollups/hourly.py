@@ -373,6 +373,7 @@ def rollup_hourly(
             state.state_save(result, now, started)
             return result
     result.start, result.end = spans[0][0], spans[-1][1]
+    result.hours = sum(int((stop - start) / timedelta(hours=1)) for start, stop in spans)
     for span_start, span_end in spans:
         for chunk_start, chunk_end in _chunks(span_start, span_end):
             result.rows += hourly_replace(property_id, chunk_start, chunk_end)

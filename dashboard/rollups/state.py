@@ -28,6 +28,7 @@ class RollupResult:
     start: datetime | None = None
     end: datetime | None = None
     rows: int = 0
+    hours: int = 0  # hourly rollup: how many clock hours were recomputed
     seconds: float = 0.0
     skipped: bool = False
     cursor: dict[str, int] = field(default_factory=dict)
