@@ -378,9 +378,12 @@ def engine_without_io(ruleset: Any, loaded: Preloaded, stub_writes: bool) -> Ite
     saved = {
         name: getattr(engine, name)
         for name in ("ruleset_for", "consent_selectors", "visitor_signals_get", "_state_load",
-                     "transaction", "_apply_and_log")
+                     "transaction", "_apply_and_log", "_hot_load")
+        if hasattr(engine, name)  # (so the script also measures older code)
     }  # fmt: skip
     engine.ruleset_for = lambda property_id: ruleset  # type: ignore[assignment]
+    # No Redis snapshot: the loaders below (pre-loaded values) are the ones called.
+    engine._hot_load = lambda prop, request, now: None  # type: ignore[assignment]
     engine.consent_selectors = SimpleNamespace(  # type: ignore[assignment]
         consent_effective=lambda property_id, visitor_id: loaded.consent[visitor_id]
     )
@@ -602,9 +605,14 @@ class _Timers:
         connection._commit = commit  # type: ignore[attr-defined]
         from personalization import hotstate
 
-        hot_saved = {n: getattr(hotstate, n) for n in ("state_get", "apply_and_log")}
+        hot_saved = {n: getattr(hotstate, n) for n in ("state_get", "apply_and_log", "snapshot",
+                                                       "fill") if hasattr(hotstate, n)}  # fmt: skip
         for name, label in (("state_get", "Redis read: counters + budget (pipeline)"),
+                            ("snapshot", "Redis read: consent, signals, counters, budget"),
+                            ("fill", "Redis fill of missed copies (Lua)"),
                             ("apply_and_log", "Redis Lua: apply + queue log entry")):  # fmt: skip
+            if name not in hot_saved:
+                continue
 
             def hot_timed(*a: Any, _o: Any = hot_saved[name], _l: str = label, **kw: Any) -> Any:
                 t0 = time.perf_counter()
@@ -766,9 +774,28 @@ def busy_share(before: dict, after: dict, core: int) -> float | None:
     return round(busy / total, 3) if total else None
 
 
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a process group (the
+    gunicorn master and its workers): what the server itself spent, whatever else shares
+    its core."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def loadgen(
     args: argparse.Namespace, port: int, key: str, bodies: Path, path: str, max_s: float,
-    concurrency: int, rate: float = 0.0,
+    concurrency: int, rate: float = 0.0, server_pgid: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     cmd = [
         "taskset", "-c", str(args.client_core), PYTHON, str(BASE_DIR / "benchmarks/loadgen.py"),
@@ -778,8 +805,10 @@ def loadgen(
     if rate:
         cmd += ["--rate", str(rate)]
     before = cpu_times()
+    server_before = group_cpu_s(server_pgid) if server_pgid else 0.0
     done = subprocess.run(cmd, capture_output=True, timeout=max_s + 90, check=False)
     after = cpu_times()
+    server_after = group_cpu_s(server_pgid) if server_pgid else 0.0
     if not done.stdout.strip():
         raise RuntimeError(f"load generator failed: {done.stderr.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
@@ -787,6 +816,10 @@ def loadgen(
     result.pop("events_accepted", None)
     result.pop("events_per_s", None)
     result["server_core_busy"] = busy_share(before, after, args.server_core)
+    if server_pgid and result.get("requests"):
+        spent = server_after - server_before
+        result["server_cpu_s"] = round(spent, 3)
+        result["server_cpu_ms_per_request"] = round(spent * 1000 / result["requests"], 3)
     result["client_core_busy"] = busy_share(before, after, args.client_core)
     return result
 
@@ -809,7 +842,8 @@ def run_http(
         write_bodies(workdir / "bodies.jsonl", cases, n, offset=args.http_warmup)
         port = args.port or free_port()
         logfile = workdir / "gunicorn.log"
-        with gunicorn(args, env, port, logfile):
+        with gunicorn(args, env, port, logfile) as proc:
+            pgid = proc.pid  # its own session: the master and workers share this group
             for path in ("/api/v1/decide", "/bench/trivial"):
                 loadgen(args, port, key, workdir / "warm.jsonl", path, 60, args.concurrency)
             # Alternate the two endpoints (decide, trivial, decide, trivial): drift shows.
@@ -818,8 +852,11 @@ def run_http(
                     log(f"HTTP closed loop {label} (round {rnd + 1}): {args.http_seconds:g}s, "
                         f"concurrency {args.concurrency}")  # fmt: skip
                     r = loadgen(args, port, key, workdir / "bodies.jsonl", path,
-                                args.http_seconds, args.concurrency)  # fmt: skip
-                    log(f"  {r['requests_per_s']:,.0f} req/s, p50 {r['latency_ms']['p50']} ms, "
+                                args.http_seconds, args.concurrency,
+                                server_pgid=pgid)  # fmt: skip
+                    log(f"  {r['requests_per_s']:,.0f} req/s, server CPU "
+                        f"{r.get('server_cpu_ms_per_request')} ms/request, "
+                        f"p50 {r['latency_ms']['p50']} ms, "
                         f"p99 {r['latency_ms']['p99']} ms, statuses {r['statuses']}, "
                         f"server core {r['server_core_busy']}, client core "
                         f"{r['client_core_busy']}")  # fmt: skip
@@ -1058,6 +1095,13 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
             f"{TARGET_HTTP_RATIO}): {'MET' if http_met else 'NOT MET'}; "
             f"decide vs {TARGET_DECISIONS_PER_S:,}/s target: {q['http_decide_vs_target']:.1%}",
         ]
+        if "http_server_cpu_ms_decide" in q:
+            lines.append(
+                f"server CPU/request  decide {q['http_server_cpu_ms_decide']} ms, trivial "
+                f"{q['http_server_cpu_ms_trivial']} ms (gunicorn master + workers, all rounds): "
+                f"one core's worth = {1000 / q['http_server_cpu_ms_decide']:,.0f} decisions/s; "
+                f"rate ratio by CPU {q['http_cpu_decide_over_trivial_rate']:.3f}"
+            )
         fa = h.get("flush_after")
         if fa:
             lines.append(
@@ -1204,6 +1248,11 @@ def main(argv: list[str] | None = None) -> int:
         "TASKS_IN_PROCESS": "1",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(BASE_DIR),
+        # The rate limits are counted as in production (one Redis round trip a request) but
+        # set high enough that the loopback load generator, one address and one key, is
+        # never refused: the default 6,000 a minute per address would cap decide at 100/s.
+        "RATELIMIT_PER_KEY": "1000000000",
+        "RATELIMIT_PER_ADDRESS": "1000000000",
     }
     if args.no_redis:
         env.pop("REDIS_URL", None)
@@ -1315,6 +1364,18 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
         d, t = http["decide_median"]["requests_per_s"], http["trivial_median"]["requests_per_s"]
         ratios["http_decide_over_trivial"] = round(d / t, 4) if t else 0.0
         ratios["http_decide_vs_target"] = round(d / TARGET_DECISIONS_PER_S, 4)
+        # The servers' own CPU per request (all rounds): on a shared machine the rates
+        # depend on what else runs on the server's core; this does not.
+        cpu = {}
+        for label in ("decide", "trivial"):
+            runs = http.get(label) or []
+            spent = sum(x.get("server_cpu_s", 0.0) for x in runs)
+            count = sum(x["requests"] for x in runs if "server_cpu_s" in x)
+            cpu[label] = spent * 1000 / count if count else 0.0
+        if cpu["decide"] and cpu["trivial"]:
+            ratios["http_server_cpu_ms_decide"] = round(cpu["decide"], 3)
+            ratios["http_server_cpu_ms_trivial"] = round(cpu["trivial"], 3)
+            ratios["http_cpu_decide_over_trivial_rate"] = round(cpu["trivial"] / cpu["decide"], 4)
     engine_slow = ratios["a_over_b_p50"] >= 1
     http_slow = bool(http) and ratios["http_decide_over_trivial"] < TARGET_HTTP_RATIO
 

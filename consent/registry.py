@@ -131,3 +131,23 @@ def store_get(label: str) -> VisitorStore | None:
 
 def registered_models() -> set[type[models.Model]]:
     return {store.model for store in _stores.values()}
+
+
+# Listeners told when a visitor's consent changes (a record written, a suppression added),
+# by (property id, keyed hashes): a cache of effective consent (the decision engine's, in
+# Redis) drops its copy at once and writes the new one after the commit. Registered by the
+# apps that keep such copies; the consent app does not import them.
+_consent_listeners: list[Callable[[int, list[str]], None]] = []
+
+
+def consent_listen(listener: Callable[[int, list[str]], None]) -> None:
+    if listener not in _consent_listeners:
+        _consent_listeners.append(listener)
+
+
+def consent_changed(property_id: int, keys: Iterable[str]) -> None:
+    """Call inside the transaction that changes the consent of these (keyed) visitors."""
+    keyed = sorted(set(keys))
+    if keyed:
+        for listener in _consent_listeners:
+            listener(property_id, keyed)

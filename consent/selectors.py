@@ -203,6 +203,33 @@ def consent_effective(property_id: int, visitor_id: str) -> EffectiveConsent:
     return consents_effective(property_id, [visitor_id])[visitor_id]
 
 
+# A visitor's latest record as a plain row: (id, granted, policy_id, created_at, suppressed).
+# The decision engine keeps these rows in Redis (personalization/hotstate.py) and turns them
+# into the effective consent with ``consent_effective_from_row``, exactly as a query would.
+LatestRow = tuple[int, list[str], int, datetime, bool]
+
+
+def latest_rows(property_id: int, keys: list[str]) -> dict[str, LatestRow | None]:
+    """Each keyed visitor's latest record (None: no record), in one query."""
+    rows: dict[str, LatestRow | None] = dict.fromkeys(keys)
+    seen: set[str] = set()
+    for row in _latest_records(property_id, keys):
+        if row[0] not in seen:
+            seen.add(row[0])
+            rows[row[0]] = (row[1], list(row[2]), row[3], row[4], bool(row[5]))
+    return rows
+
+
+def consent_effective_from_row(property_id: int, row: LatestRow | None) -> EffectiveConsent:
+    """The effective consent under the current policy of a visitor whose latest record is
+    ``row`` (as ``latest_rows`` returns it)."""
+    current = policy_current(property_id)
+    if row is None:
+        return _effective(None, current)
+    policy = _policies_by_id({row[2]})[row[2]]
+    return _effective(_Latest(row[0], row[1], policy, row[3], row[4]), current)
+
+
 def consent_history(property_id: int, visitor_id: str) -> list[ConsentRecord]:
     key = visitor_key(property_id, visitor_id)
     return list(

@@ -59,6 +59,16 @@ class PersonalizationConfig(AppConfig):
             dispatch_uid="learning-retrain-after-retention",
         )
 
+        # The engine's copies in Redis of visitors' consent and live signals (hotstate.py):
+        # consent changes rewrite them; a visitor's rows deleted (erasure, retention) take
+        # the copy of their signals along.
+        from . import hotstate
+
+        registry.consent_listen(hotstate.consent_changed)
+        post_delete.connect(
+            hotstate.on_visitor_deleted, sender=Visitor, dispatch_uid="hotstate-visitor-deleted"
+        )
+
         for model in (Slot, Variant, Segment, SegmentMember, Rule, Experiment, Rollout, Goal):
             post_save.connect(bump, sender=model, dispatch_uid=f"bump-{model.__name__}")
             post_delete.connect(bump, sender=model, dispatch_uid=f"bump-del-{model.__name__}")

@@ -24,13 +24,16 @@ from django.utils import timezone
 
 from consent import selectors as consent_selectors
 from consent import services as consent_services
+from consent.hashing import visitor_key
+from consent.selectors import EffectiveConsent
 
 from . import bucketing, hotstate, live
 from .db import from_db_json, insert_with_children, rule_counter_apply, update_rows, upsert_locked
 from .learning import scoring
 from .models import Adjustment, Decision, Property, SessionBudget, SourceKind
 from .ruleset import CompiledRule, CompiledSlot, RuleSet, ruleset_for
-from .selectors import visitor_signals_get
+from .selectors import visitor_signals_get, visitor_states_get
+from .signals import signals_for
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +273,11 @@ def decide(
         consent_services.gpc_apply(
             property_id=prop.pk, visitor_ids=[request.visitor_id], ip=request.ip
         )
-    consent = consent_selectors.consent_effective(prop.pk, request.visitor_id)
+    loaded = _hot_load(prop, request, now)
+    if loaded is None:
+        consent = consent_selectors.consent_effective(prop.pk, request.visitor_id)
+    else:
+        consent, hot_signals, snap = loaded
     consented = consent.allows("personalization")
     if consent.suppressed:
         # An erased or opted-out visitor: defaults, and nothing stored that names them.
@@ -279,7 +286,10 @@ def decide(
         if explain:
             explain("visitor is on the suppression list (erased or opted out): defaults")
         return result
-    signals = visitor_signals_get(prop, request.visitor_id, request.session_id, now)
+    if loaded is None or hot_signals is None:
+        signals = visitor_signals_get(prop, request.visitor_id, request.session_id, now)
+    else:
+        signals = hot_signals
     attributes = _attributes(request, signals, ruleset, prop, now)
     holdout = in_holdout(prop, request.visitor_id)
     result.holdout = holdout
@@ -290,13 +300,20 @@ def decide(
         )
         explain(f"holdout ({prop.holdout_pct}% of visitors): {'yes' if holdout else 'no'}")
         explain(f"segments: {', '.join(attributes['segments']) or 'none'}")
-    rules = [r for s in known for r in ruleset.rules_by_slot.get(s, []) if r.live_at(now)]
+    # Each slot's rules in their schedule now, worked out once per decision.
+    live_by_slot = {
+        s: [r for r in ruleset.rules_by_slot.get(s, []) if r.live_at(now)] for s in known
+    }
+    rules = [r for s in known for r in live_by_slot[s]]
     day_key, week_key = _calendar_keys(prop, now)
-    hot = hotstate.client() is not None
+    hot = loaded is not None or hotstate.client() is not None
     rows: dict[int, Any] = {}
     budget: Any = None
     if consented and not holdout:
-        rows, budget, hot = _state_load(prop, request, rules)
+        if loaded is None:
+            rows, budget, hot = _state_load(prop, request, rules)
+        else:
+            rows, budget = snap.state()  # type: ignore[assignment]
     counters = _Counters(
         session_key=request.session_id, day_key=day_key, week_key=week_key, now=now, rows=rows
     )
@@ -308,15 +325,13 @@ def decide(
     winners: dict[str, CompiledRule] = {}
     for slot_key in known:
         slot = ruleset.slots[slot_key]
-        candidates = [
-            r
-            for r in ruleset.rules_by_slot.get(slot_key, [])
-            if r.live_at(now) and _matches(r, attributes, ruleset)
-        ]
+        live = live_by_slot[slot_key]
+        candidates = [r for r in live if _matches(r, attributes, ruleset)]
         if explain:
+            holding = {r.id for r in candidates}
             for r in ruleset.rules_by_slot.get(slot_key, []):
                 state = "in schedule" if r.live_at(now) else "outside its schedule"
-                verdict = "holds" if r in candidates else "does not hold"
+                verdict = "holds" if r.id in holding else "does not hold"
                 explain(
                     f"{slot_key}: rule {r.key} (priority {r.priority}, {state}): "
                     f"condition {verdict}"
@@ -355,7 +370,7 @@ def decide(
                 {"slot": slot_key, "candidate": f"{test.kind}:{test.key}", "reason": CONFLICT}
             )
         held = sticky.get(slot_key)
-        active_ids = {r.id for r in ruleset.rules_by_slot.get(slot_key, []) if r.live_at(now)}
+        active_ids = {r.id for r in live}
         displaces = chosen is not None and (
             chosen.stickiness_override and held is not None and chosen.priority > held["priority"]
         )
@@ -478,6 +493,45 @@ def _all_defaults(
         result.answers[slot_key] = _default_answer(
             ruleset.slots[slot_key], attributes, ruleset, prop, now
         )
+
+
+def _hot_load(
+    prop: Property, request: DecideRequest, now: datetime
+) -> tuple[EffectiveConsent, dict | None, hotstate.Snapshot] | None:
+    """With Redis: the visitor's consent, signals (None for a suppressed visitor: not
+    read), counters and budget in one pipelined round trip; what Redis misses is read from
+    the database and filled in (one more round trip). None without Redis (or while it is
+    away): the caller reads the database."""
+    if hotstate.client() is None:
+        return None
+    keyed = visitor_key(prop.pk, request.visitor_id)
+    try:
+        snap = hotstate.snapshot(prop.pk, request.visitor_id, request.session_id, keyed)
+    except hotstate.Unavailable:
+        return None
+    fill_consent: Any = hotstate.MISSING
+    fill_signals: Any = hotstate.MISSING
+    row = snap.consent
+    if row is hotstate.MISSING:
+        row = fill_consent = consent_selectors.latest_rows(prop.pk, [keyed])[keyed]
+    consent = consent_selectors.consent_effective_from_row(prop.pk, row)
+    signals = None
+    if not consent.suppressed:
+        states = snap.signals
+        if states is hotstate.MISSING:
+            states = fill_signals = visitor_states_get(
+                prop.pk, request.visitor_id, request.session_id
+            )
+        signals = signals_for(states[1], states[2], now)
+    hotstate.fill(
+        prop.pk,
+        request.visitor_id,
+        request.session_id,
+        keyed,
+        consent=fill_consent,
+        signals=fill_signals,
+    )
+    return consent, signals, snap
 
 
 def _state_load(

@@ -11,6 +11,19 @@ is counted only together with its log entry. The entries wait in a Redis list un
 decision that finds the list long. Readers of the log that must see every acknowledged
 decision (experiment results, access exports, erasure) flush first.
 
+The same first round trip reads copies of the visitor's latest consent record (by keyed
+hash) and of the visitor's and session's live-signal states, so a decision usually runs no
+SQL at all. The copies are versioned (consent: the record id, then suppression; signals: a
+revision ingest bumps under the visitor's row lock) and only ever replaced by a newer
+version: the consent services and ingest drop them inside their transaction and write the
+committed value after it; a decision that misses reads the database and fills them in. A
+consent withdrawal is therefore seen by the very next decision. Erasure and retention
+delete the signal copies with the visitor's rows (the consent copy, like the records, is
+keyed and then says "suppressed"). If Redis refuses a writer's drop and write while still
+serving reads, a copy can outlive its change by at most ``CACHE_TTL`` (10 minutes). The
+consent writers try Redis even while a reader skips it after a failure; ingest does not
+wait on it then (a signal copy may then be up to ``CACHE_TTL`` old).
+
 Durability: an acknowledged decision is in Redis only until the next flush. It survives a
 Redis restart only with persistence on (``appendonly yes``; with ``appendfsync everysec``
 a crash of the Redis host can lose up to a second of entries; ``always`` loses none).
@@ -135,8 +148,50 @@ end
 return {0, redis.call('RPUSH', KEYS[3], ARGV[9])}
 """
 
+# Copies of what the database holds, read in the decision's one pipelined round trip.
+# Each carries a version that only grows with the database's commits, and every write is
+# "set unless the copy there is newer": the writers (consent changes, event ingest) write
+# the committed value after their commit, a decision that missed fills in what it read, and
+# a fill that read before a commit can never overwrite the write that followed it.
+# Writers also drop the copy inside their transaction, so a transaction whose after-commit
+# write never runs (rolled back, or a test's transaction) leaves no stale copy behind.
+# Seconds a copy lives after its last write or fill: bounds how long it could outlive a
+# change whose drop and rewrite did not reach Redis (while it still answered reads).
+CACHE_TTL = 600
+CONSENT_TTL = CACHE_TTL
+
+# KEYS: the consent key. ARGV: version, value (JSON list whose first item is the version), ttl.
+_CONSENT_SET = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.match(cur, '^%[(%-?%d+)'))
+  if v and v > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS: the visitor's signals hash. ARGV: revision, ttl, visitor state, then pairs of
+# session field, session state. A newer revision replaces the hash (its other sessions may
+# be stale); the same revision adds sessions (the same committed state); an older is ignored.
+_SIGNALS_SET = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rev') or '-1')
+local rev = tonumber(ARGV[1])
+if cur > rev then return 0 end
+if cur < rev then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'rev', ARGV[1], 'v', ARGV[3])
+end
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
 _lock = threading.Lock()
 _clients: dict[str, tuple[redis.Redis, Any]] = {}
+_scripts: dict[str, tuple[Any, Any]] = {}
 _down_until = 0.0
 
 
@@ -157,6 +212,7 @@ def _connect(url: str) -> tuple[redis.Redis, Any]:
                 health_check_interval=30,
             )
             _clients[url] = (r, r.register_script(_APPLY))
+            _scripts[url] = (r.register_script(_CONSENT_SET), r.register_script(_SIGNALS_SET))
         return _clients[url]
 
 
@@ -166,6 +222,17 @@ def client() -> redis.Redis | None:
     if not url or time.monotonic() < _down_until:
         return None
     return _connect(url)[0]
+
+
+def _writer() -> tuple[redis.Redis, tuple[Any, Any]] | None:
+    """For writers dropping or rewriting copies: Redis whenever it is configured, even in
+    the moment a reader skips it after a failure (a copy left stale by a skipped drop
+    would be read again as soon as Redis is back)."""
+    url = settings.DECIDE_REDIS_URL
+    if not url:
+        return None
+    r = _connect(url)[0]
+    return r, _scripts[url]
 
 
 def _failed(exc: Exception) -> Unavailable:
@@ -216,6 +283,12 @@ def state_get(
         raw_counters, raw_budget = pipe.execute()
     except redis.RedisError as exc:
         raise _failed(exc) from exc
+    return _parse_state(raw_counters, raw_budget)
+
+
+def _parse_state(
+    raw_counters: dict[bytes, bytes], raw_budget: dict[bytes, bytes]
+) -> tuple[dict[int, CounterState], BudgetState]:
     fields: dict[int, dict[str, bytes]] = {}
     for name, value in raw_counters.items():
         rid, _, suffix = name.decode().partition(":")
@@ -239,6 +312,217 @@ def state_get(
         if name.startswith(b"s:"):
             budget.sticky[name[2:].decode()] = orjson.loads(value)
     return counters, budget
+
+
+def _signals_key(property_id: int, visitor_id: str) -> str:
+    return f"pz:{property_id}:{visitor_id}:sig"
+
+
+def _consent_key(property_id: int, keyed: str) -> str:
+    # By the keyed hash, like the consent records themselves: no raw visitor id.
+    return f"pz:{property_id}:c:{keyed}"
+
+
+def _consent_version(row: Any) -> int:
+    # Records only grow (the latest is the highest id) and a suppression is never lifted.
+    return 0 if row is None else int(row[0]) * 2 + int(bool(row[4]))
+
+
+def _consent_value(row: Any) -> bytes:
+    if row is None:
+        return orjson.dumps([0, None])
+    rid, granted, policy_id, created_at, suppressed = row
+    return orjson.dumps(
+        [_consent_version(row), [rid, granted, policy_id, created_at.isoformat(), suppressed]]
+    )
+
+
+def _consent_row(raw: bytes) -> Any:
+    row = orjson.loads(raw)[1]
+    if row is None:
+        return None
+    return (row[0], row[1], row[2], datetime.fromisoformat(row[3]), bool(row[4]))
+
+
+class Missing:
+    """Not in Redis: the caller reads the database and fills it in."""
+
+
+MISSING = Missing()
+
+
+@dataclass
+class Snapshot:
+    """What a decision reads, in one pipelined round trip: the visitor's latest consent
+    record, the visitor's and session's live-signal states, the counters and the budget."""
+
+    consent: Any  # consent.selectors.LatestRow | None, or MISSING
+    signals: Any  # (revision, visitor state | None, session state | None), or MISSING
+    raw_counters: dict[bytes, bytes]
+    raw_budget: dict[bytes, bytes]
+
+    def state(self) -> tuple[dict[int, CounterState], BudgetState]:
+        return _parse_state(self.raw_counters, self.raw_budget)
+
+
+def snapshot(property_id: int, visitor_id: str, session_id: str, keyed: str) -> Snapshot:
+    """Consent, signals, counters and budget in one round trip (``keyed``: the visitor's
+    keyed hash, which the consent copy is stored under)."""
+    r = client()
+    if r is None:
+        raise Unavailable("not configured")
+    try:
+        pipe = r.pipeline(transaction=False)
+        pipe.get(_consent_key(property_id, keyed))
+        pipe.hmget(_signals_key(property_id, visitor_id), "rev", "v", "s:" + session_id)
+        pipe.hgetall(_counters_key(property_id, visitor_id))
+        pipe.hgetall(_budget_key(property_id, visitor_id, session_id))
+        raw_consent, (rev, v, sess), raw_counters, raw_budget = pipe.execute()
+    except redis.RedisError as exc:
+        raise _failed(exc) from exc
+    consent = MISSING if raw_consent is None else _consent_row(raw_consent)
+    signals: Any = MISSING
+    if rev is not None and v is not None and sess is not None:
+        signals = (int(rev), orjson.loads(v), orjson.loads(sess))
+    return Snapshot(consent, signals, raw_counters, raw_budget)
+
+
+def fill(
+    property_id: int,
+    visitor_id: str,
+    session_id: str,
+    keyed: str,
+    *,
+    consent: Any = MISSING,
+    signals: Any = MISSING,
+) -> None:
+    """Fill in what a decision missed and read from the database, unless a newer copy is
+    there (a writer committed since the read): one round trip. Best effort."""
+    if consent is MISSING and signals is MISSING:
+        return
+    r = client()
+    if r is None:
+        return
+    consent_set, signals_set = _scripts[settings.DECIDE_REDIS_URL]
+    try:
+        pipe = r.pipeline(transaction=False)
+        if consent is not MISSING:
+            consent_set(
+                keys=[_consent_key(property_id, keyed)],
+                args=[_consent_version(consent), _consent_value(consent), CONSENT_TTL],
+                client=pipe,
+            )
+        if signals is not MISSING:
+            rev, visitor_state, session_state = signals
+            signals_set(
+                keys=[_signals_key(property_id, visitor_id)],
+                args=[rev, CACHE_TTL, _dumps(visitor_state), "s:" + session_id,
+                      _dumps(session_state)],
+                client=pipe,
+            )  # fmt: skip
+        pipe.execute()
+    except redis.RedisError as exc:
+        _failed(exc)
+
+
+def consent_changed(property_id: int, keys: list[str]) -> None:
+    """A consent listener (consent.registry): drop the copies now, inside the writer's
+    transaction, and write the committed records after its commit."""
+    w = _writer()
+    if w is None:
+        return
+    try:
+        w[0].delete(*[_consent_key(property_id, k) for k in keys])
+    except redis.RedisError as exc:
+        logger.error("consent copies of %d visitor(s) not dropped from Redis", len(keys))
+        _failed(exc)
+    transaction.on_commit(lambda: consent_refresh(property_id, keys))
+
+
+def consent_refresh(property_id: int, keys: list[str]) -> None:
+    """Write the visitors' committed latest records (one query, one round trip)."""
+    from consent import selectors as consent_selectors
+
+    w = _writer()
+    if w is None:
+        return
+    rows = consent_selectors.latest_rows(property_id, keys)
+    consent_set = w[1][0]
+    try:
+        pipe = w[0].pipeline(transaction=False)
+        for key, row in rows.items():
+            consent_set(
+                keys=[_consent_key(property_id, key)],
+                args=[_consent_version(row), _consent_value(row), CONSENT_TTL],
+                client=pipe,
+            )
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.error("consent copies of %d visitor(s) not written to Redis", len(keys))
+        _failed(exc)
+
+
+def signals_changed(property_id: int, visitor_ids: Iterable[str]) -> None:
+    """Event ingest is about to commit new live signals: drop the copies now (inside its
+    transaction); ``signals_write`` writes the new ones after the commit."""
+    # (Skipped while this process skips Redis after a failure: ingest must not wait on it.
+    # A copy left behind then is at most CACHE_TTL old.)
+    r = client()
+    names = [_signals_key(property_id, vid) for vid in visitor_ids]
+    if r is None or not names:
+        return
+    try:
+        r.delete(*names)
+    except redis.RedisError as exc:
+        logger.error("signal copies of %d visitor(s) not dropped from Redis", len(names))
+        _failed(exc)
+
+
+def signals_write(property_id: int, states: dict[str, tuple[int, dict, dict[str, dict]]]) -> None:
+    """After ingest's commit: each visitor's revision, state and its touched sessions'."""
+    r = client()
+    if r is None or not states:
+        return
+    signals_set = _scripts[settings.DECIDE_REDIS_URL][1]
+    try:
+        pipe = r.pipeline(transaction=False)
+        for vid, (rev, visitor_state, sessions) in states.items():
+            args: list[Any] = [rev, CACHE_TTL, _dumps(visitor_state)]
+            for sid, session_state in sessions.items():
+                args += ["s:" + sid, _dumps(session_state)]
+            signals_set(keys=[_signals_key(property_id, vid)], args=args, client=pipe)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.error("signal copies of %d visitor(s) not written to Redis", len(states))
+        _failed(exc)
+
+
+def signals_forget(property_id: int, visitor_ids: Iterable[str]) -> int:
+    """Delete the visitors' signal copies (erasure, retention); returns keys removed."""
+    w = _writer()
+    names = [_signals_key(property_id, vid) for vid in visitor_ids]
+    if w is None or not names:
+        return 0
+    try:
+        return int(w[0].delete(*names))
+    except redis.RedisError as exc:
+        raise _failed(exc) from exc
+
+
+def on_visitor_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
+    """post_delete of a Visitor (an erasure, a retention purge): its signal copy goes now and
+    again after the commit (a decision may have filled it in between). Redis away: the copy
+    expires within CACHE_TTL."""
+    pid, vid = instance.property_id, instance.visitor_id
+
+    def forget() -> None:
+        try:
+            signals_forget(pid, [vid])
+        except Unavailable:
+            logger.error("signal copy of a deleted visitor not removed from Redis")
+
+    forget()
+    transaction.on_commit(forget)
 
 
 @dataclass(frozen=True)
@@ -269,10 +553,10 @@ def apply_and_log(
     Returns the winners blocked by a concurrent decision (slot → reason); then nothing was
     counted or logged, and the caller decides again without them.
     """
-    r = client()
-    if r is None:
+    url = settings.DECIDE_REDIS_URL
+    if not url or time.monotonic() < _down_until:
         raise Unavailable("not configured")
-    script = _connect(settings.DECIDE_REDIS_URL)[1]
+    r, script = _connect(url)
     ttl = max([MIN_TTL, *(w.cooldown_s + 3600 for w in winners)])
     args: list[Any] = [
         now.timestamp(),
@@ -402,7 +686,9 @@ def visitor_erase(property_id: int, visitor_id: str) -> int:
         for name in names
         if name.startswith(b"b:")
     ]
-    return int(r.delete(key, *budgets))
+    # The copy of the visitor's live signals goes too (their consent copy stays: it is
+    # keyed by the keyed hash, like the consent records, and now says "suppressed").
+    return int(r.delete(key, *budgets, _signals_key(property_id, visitor_id)))
 
 
 def decisions_export(property_id: int, visitor_id: str) -> Iterator[dict[str, Any]]:

@@ -43,6 +43,41 @@ def ingest_fates(properties: QuerySet[Property], since: datetime) -> list[FateRo
     return list(rows.values())
 
 
+def visitor_states_get(
+    property_id: int, visitor_id: str, session_id: str | None = None
+) -> tuple[int, dict | None, dict | None]:
+    """The stored live-signal states of a visitor and of their session (the latest one with
+    that id; without an id, their latest), in one round trip, with the visitor state's
+    revision (0 before any event was folded into it: the same signals as no visitor)."""
+    from .models import Session, Visitor
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT v.state, s.state FROM personalization_visitor v "
+                "LEFT JOIN LATERAL (SELECT state FROM personalization_session "
+                "WHERE visitor_id = v.id AND (%s::text IS NULL OR session_id = %s::text) "
+                "ORDER BY started_at DESC LIMIT 1) s ON true "
+                "WHERE v.property_id = %s AND v.visitor_id = %s",
+                [session_id, session_id, property_id, visitor_id],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return 0, None, None
+        visitor_state = from_db_json(row[0])
+        session_state = from_db_json(row[1]) if row[1] is not None else None
+    else:
+        visitor = Visitor.objects.filter(property_id=property_id, visitor_id=visitor_id).first()
+        if visitor is None:
+            return 0, None, None
+        sessions = Session.objects.filter(visitor=visitor)
+        if session_id is not None:
+            sessions = sessions.filter(session_id=session_id)
+        session = sessions.order_by("-started_at").first()
+        visitor_state, session_state = visitor.state, session.state if session else None
+    return int(visitor_state.get("rev", 0)), visitor_state, session_state
+
+
 def visitor_signals_get(
     prop: Property, visitor_id: str, session_id: str | None = None, now: datetime | None = None
 ) -> dict:
@@ -54,21 +89,8 @@ def visitor_signals_get(
 
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        # The decision path: visitor and session state in one round trip.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT v.state, s.state FROM personalization_visitor v "
-                "LEFT JOIN LATERAL (SELECT state FROM personalization_session "
-                "WHERE visitor_id = v.id AND (%s::text IS NULL OR session_id = %s::text) "
-                "ORDER BY started_at DESC LIMIT 1) s ON true "
-                "WHERE v.property_id = %s AND v.visitor_id = %s",
-                [session_id, session_id, prop.pk, visitor_id],
-            )
-            row = cursor.fetchone()
-        if row is None:
-            return signals.signals_for(None, None, now)
-        session_state = from_db_json(row[1]) if row[1] is not None else None
-        return signals.signals_for(from_db_json(row[0]), session_state, now)
+        _, visitor_state, session_state = visitor_states_get(prop.pk, visitor_id, session_id)
+        return signals.signals_for(visitor_state, session_state, now)
     visitor = Visitor.objects.filter(property=prop, visitor_id=visitor_id).first()
     if visitor is None:
         return signals.signals_for(None, None, now)

@@ -56,6 +56,7 @@ def _fresh_caches() -> None:
 
     from consent import selectors as consent_selectors
     from personalization import hotstate, ruleset
+    from personalization.services import keys
 
     cache.clear()  # with Redis, FLUSHDB: also the engine's hot state and pending decision log
     ruleset._compiled.clear()
@@ -63,6 +64,7 @@ def _fresh_caches() -> None:
     consent_selectors._current.clear()
     consent_selectors._by_id.clear()
     hotstate._down_until = 0.0
+    keys._memo.clear()
 
 
 @dataclass

@@ -6,6 +6,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from .. import registry
 from ..context import current_endpoint
 from ..exceptions import DomainError
 from ..hashing import truncate_ip, visitor_key
@@ -143,6 +144,7 @@ def consent_record(
         )
         if gpc:
             _gpc_evidence(property_id, [key], endpoint)
+        registry.consent_changed(property_id, [key])
     return consent_effective(property_id, visitor_id)
 
 
@@ -246,4 +248,5 @@ def gpc_apply(
     with transaction.atomic():
         ConsentRecord.objects.bulk_create(records)
         _gpc_evidence(property_id, keys.values(), endpoint)
+        registry.consent_changed(property_id, [r.visitor_key for r in records])
     return len(records)

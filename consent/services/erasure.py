@@ -201,6 +201,7 @@ def _suppression_step(request: PrivacyRequest, step: ErasureStep) -> None:
         Suppression.objects.filter(
             property_id=request.property_id, visitor_key=request.visitor_key
         ).update(reason=SuppressionReason.ERASURE, exclude_from_training=True)
+        registry.consent_changed(request.property_id, [request.visitor_key])
         _mark_done(step, "suppressed" if created else "already suppressed")
 
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 
-from .. import event_schemas, signals
+from .. import event_schemas, hotstate, signals
 from ..db import (
     from_db_datetime,
     from_db_json,
@@ -531,6 +531,8 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
     )
     for row in rows:
         current.setdefault((row[1], row[2]), SessionRow(*row))
+    # Which row of each (visitor, session id) a decision reads: the latest started.
+    latest: dict[tuple[int, str], list[SessionRow]] = {k: [v] for k, v in current.items()}
 
     timeout = settings.SESSION_TIMEOUT_SECONDS
     new_sessions: list[SessionRow] = []
@@ -556,6 +558,7 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
             signals.visitor_open_session(visitor.state, session.state, p.timestamp)
             current[key] = session
             new_sessions.append(session)
+            latest.setdefault(key, []).append(session)
         elif session.pk is not None:
             touched[session.pk] = session
         signals.apply_event(
@@ -597,6 +600,10 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
         ],
         ["started_at", "last_event_at", "ended_at", "state"],
     )
+    # Each fold is a new revision of the visitor's state (under the visitor's row lock, so
+    # revisions follow the commits): the decision engine's copy in Redis is versioned by it.
+    for v in visitors.values():
+        v.state["rev"] = int(v.state.get("rev", 0)) + 1
     update_rows(
         Visitor,
         [
@@ -605,3 +612,27 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
         ],
         ["state", "first_seen", "last_seen"],
     )
+    _signals_copy(prop, visitors, latest)
+
+
+def _signals_copy(
+    prop: Property,
+    visitors: dict[str, "VisitorRow"],
+    latest: dict[tuple[int, str], list[SessionRow]],
+) -> None:
+    """Drop the engine's copies of these visitors' signals now, and write the committed
+    states after the commit (personalization/hotstate.py)."""
+    by_pk = {v.pk: v for v in visitors.values()}
+    states: dict[str, tuple[int, dict, dict[str, dict]]] = {
+        v.visitor_id: (v.state["rev"], v.state, {}) for v in visitors.values()
+    }
+    for (visitor_pk, session_id), rows in latest.items():
+        if visitor_pk not in by_pk:
+            continue
+        first = max(rows, key=lambda r: r.started_at)
+        if sum(1 for r in rows if r.started_at == first.started_at) == 1:
+            # (Two rows started at the same instant: which one a query returns is not
+            # defined, so none is copied; a decision reads it from the database.)
+            states[by_pk[visitor_pk].visitor_id][2][session_id] = first.state
+    hotstate.signals_changed(prop.pk, states)
+    transaction.on_commit(lambda: hotstate.signals_write(prop.pk, states))

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,16 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
     cache.delete(f"apikey:{key.key_hash}")
+    _memo.pop(key.key_hash, None)
     return key
+
+
+# Every storefront request authenticates: a process keeps each key it looked up until
+# KEY_CACHE_SECONDS after it was *read from the database* (the shared cache holds the read
+# time with the key), so a revocation is still seen everywhere within that time, and most
+# requests need no cache round trip.
+_memo: dict[str, tuple[float, ApiKey]] = {}
+MEMO_MAX = 10_000
 
 
 def api_key_authenticate(raw: str) -> ApiKey | None:
@@ -51,17 +61,28 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
         return None
     digest = _digest(raw)
     cache_key = f"apikey:{digest}"
-    key: ApiKey | None = cache.get(cache_key)
-    if key is None:
-        key = ApiKey.objects.select_related("property").filter(key_hash=digest).first()
-        if key is None:
-            return None
-        cache.set(cache_key, key, KEY_CACHE_SECONDS)
+    wall = time.time()
+    memo = _memo.get(digest)
+    if memo is not None and memo[0] > wall:
+        read_at, key = memo[0] - KEY_CACHE_SECONDS, memo[1]
+    else:
+        cached = cache.get(cache_key)
+        if isinstance(cached, tuple) and len(cached) == 2 and cached[0] + KEY_CACHE_SECONDS > wall:
+            read_at, key = cached
+        else:
+            found = ApiKey.objects.select_related("property").filter(key_hash=digest).first()
+            if found is None:
+                return None
+            read_at, key = wall, found
+            cache.set(cache_key, (read_at, key), KEY_CACHE_SECONDS)
+        if len(_memo) >= MEMO_MAX:
+            _memo.clear()
+        _memo[digest] = (read_at + KEY_CACHE_SECONDS, key)
     if not hmac.compare_digest(key.key_hash, digest) or key.revoked_at is not None:
         return None
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
-        cache.set(cache_key, key, KEY_CACHE_SECONDS)
+        cache.set(cache_key, (read_at, key), KEY_CACHE_SECONDS)
     return key
