@@ -506,7 +506,9 @@ def _hot_load(
         return None
     keyed = visitor_key(prop.pk, request.visitor_id)
     try:
-        snap = hotstate.snapshot(prop.pk, request.visitor_id, request.session_id, keyed)
+        snap = hotstate.snapshot(
+            prop.pk, request.visitor_id, request.session_id, keyed, prop.hot_epoch
+        )
     except hotstate.Unavailable:
         return None
     fill_consent: Any = hotstate.MISSING
@@ -528,6 +530,7 @@ def _hot_load(
         request.visitor_id,
         request.session_id,
         keyed,
+        prop.hot_epoch,
         consent=fill_consent,
         signals=fill_signals,
     )

@@ -51,6 +51,7 @@ import orjson
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -318,9 +319,26 @@ def _signals_key(property_id: int, visitor_id: str) -> str:
     return f"pz:{property_id}:{visitor_id}:sig"
 
 
-def _consent_key(property_id: int, keyed: str) -> str:
-    # By the keyed hash, like the consent records themselves: no raw visitor id.
-    return f"pz:{property_id}:c:{keyed}"
+def _consent_key(property_id: int, keyed: str, epoch: int) -> str:
+    # By the keyed hash, like the consent records themselves: no raw visitor id. The
+    # property's ``hot_epoch`` is part of the key: a bump orphans every copy (see
+    # ``consent_changed``).
+    return f"pz:{property_id}:c{epoch}:{keyed}"
+
+
+def _epoch(property_id: int) -> int:
+    from .models import Property
+
+    return Property.objects.filter(pk=property_id).values_list("hot_epoch", flat=True).first() or 0
+
+
+def _epoch_bump(property_id: int) -> None:
+    """Orphan every consent copy of the property: decisions read the database until the
+    copies are filled in again under the new epoch (every process within a second: the
+    property comes with the API key, re-read from the database at least that often)."""
+    from .models import Property
+
+    Property.objects.filter(pk=property_id).update(hot_epoch=F("hot_epoch") + 1)
 
 
 def _consent_version(row: Any) -> int:
@@ -365,15 +383,18 @@ class Snapshot:
         return _parse_state(self.raw_counters, self.raw_budget)
 
 
-def snapshot(property_id: int, visitor_id: str, session_id: str, keyed: str) -> Snapshot:
+def snapshot(
+    property_id: int, visitor_id: str, session_id: str, keyed: str, epoch: int
+) -> Snapshot:
     """Consent, signals, counters and budget in one round trip (``keyed``: the visitor's
-    keyed hash, which the consent copy is stored under)."""
+    keyed hash, which the consent copy is stored under; ``epoch``: the property's
+    ``hot_epoch``)."""
     r = client()
     if r is None:
         raise Unavailable("not configured")
     try:
         pipe = r.pipeline(transaction=False)
-        pipe.get(_consent_key(property_id, keyed))
+        pipe.get(_consent_key(property_id, keyed, epoch))
         pipe.hmget(_signals_key(property_id, visitor_id), "rev", "v", "s:" + session_id)
         pipe.hgetall(_counters_key(property_id, visitor_id))
         pipe.hgetall(_budget_key(property_id, visitor_id, session_id))
@@ -392,6 +413,7 @@ def fill(
     visitor_id: str,
     session_id: str,
     keyed: str,
+    epoch: int,
     *,
     consent: Any = MISSING,
     signals: Any = MISSING,
@@ -408,7 +430,7 @@ def fill(
         pipe = r.pipeline(transaction=False)
         if consent is not MISSING:
             consent_set(
-                keys=[_consent_key(property_id, keyed)],
+                keys=[_consent_key(property_id, keyed, epoch)],
                 args=[_consent_version(consent), _consent_value(consent), CONSENT_TTL],
                 client=pipe,
             )
@@ -427,15 +449,25 @@ def fill(
 
 def consent_changed(property_id: int, keys: list[str]) -> None:
     """A consent listener (consent.registry): drop the copies now, inside the writer's
-    transaction, and write the committed records after its commit."""
+    transaction, and write the committed records after its commit.
+
+    If Redis does not take the drop, a copy from before the change could be read again
+    once Redis answers: the property's epoch is bumped in the same transaction instead,
+    which orphans every copy. A consent change never waits on, or fails with, Redis."""
     w = _writer()
     if w is None:
         return
+    epoch = _epoch(property_id)
     try:
-        w[0].delete(*[_consent_key(property_id, k) for k in keys])
+        w[0].delete(*[_consent_key(property_id, k, epoch) for k in keys])
     except redis.RedisError as exc:
-        logger.error("consent copies of %d visitor(s) not dropped from Redis", len(keys))
+        logger.error(
+            "consent copies of %d visitor(s) not dropped from Redis: every copy of the "
+            "property orphaned (epoch bumped)",
+            len(keys),
+        )
         _failed(exc)
+        _epoch_bump(property_id)
     transaction.on_commit(lambda: consent_refresh(property_id, keys))
 
 
@@ -447,19 +479,27 @@ def consent_refresh(property_id: int, keys: list[str]) -> None:
     if w is None:
         return
     rows = consent_selectors.latest_rows(property_id, keys)
+    epoch = _epoch(property_id)
     consent_set = w[1][0]
     try:
         pipe = w[0].pipeline(transaction=False)
         for key, row in rows.items():
             consent_set(
-                keys=[_consent_key(property_id, key)],
+                keys=[_consent_key(property_id, key, epoch)],
                 args=[_consent_version(row), _consent_value(row), CONSENT_TTL],
                 client=pipe,
             )
         pipe.execute()
     except redis.RedisError as exc:
-        logger.error("consent copies of %d visitor(s) not written to Redis", len(keys))
+        # A decision that missed while the change was uncommitted may have filled in the
+        # record from before it; the newer one could not replace it: orphan them all.
+        logger.error(
+            "consent copies of %d visitor(s) not written to Redis: every copy of the "
+            "property orphaned (epoch bumped)",
+            len(keys),
+        )
         _failed(exc)
+        _epoch_bump(property_id)
 
 
 def signals_changed(property_id: int, visitor_ids: Iterable[str]) -> None:

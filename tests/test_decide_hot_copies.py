@@ -54,8 +54,8 @@ def _copy_of_signals(prop, vid: str) -> dict[bytes, bytes]:
     return _redis().hgetall(hotstate._signals_key(prop.pk, vid))  # type: ignore[return-value]
 
 
-def _consent_copy(prop, vid: str):
-    raw = _redis().get(hotstate._consent_key(prop.pk, visitor_key(prop.pk, vid)))
+def _consent_copy(prop, vid: str, epoch: int = 0):
+    raw = _redis().get(hotstate._consent_key(prop.pk, visitor_key(prop.pk, vid), epoch))
     return None if raw is None else hotstate._consent_row(raw)
 
 
@@ -175,6 +175,7 @@ def test_hot_copies__older_fill__never_overwrites_a_newer_write(store):
         "v-1",
         "s-1",
         keyed,
+        0,
         consent=old,
         signals=(1, {"rev": 1}, {"page_views": 1}),
     )
@@ -183,7 +184,7 @@ def test_hot_copies__older_fill__never_overwrites_a_newer_write(store):
     copy = _copy_of_signals(store.prop, "v-1")
     assert copy[b"rev"] == b"2" and copy[b"s:s-1"] == b'{"page_views":9}'
     # And a fill at the same revision adds the session it read, keeping the rest
-    hotstate.fill(store.prop.pk, "v-1", "s-2", keyed, signals=(2, {"rev": 2}, {"page_views": 4}))
+    hotstate.fill(store.prop.pk, "v-1", "s-2", keyed, 0, signals=(2, {"rev": 2}, {"page_views": 4}))
     copy = _copy_of_signals(store.prop, "v-1")
     assert copy[b"s:s-1"] == b'{"page_views":9}' and copy[b"s:s-2"] == b'{"page_views":4}'
     # And a newer revision replaces the whole copy (its other sessions may be stale)
@@ -257,3 +258,42 @@ def test_hot_copies__withdrawal_while_this_process_skips_redis__copy_still_dropp
     # decision does not personalize
     assert _consent_copy(store.prop, "v-1") is None
     assert not decide(store.prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_hot_copies__redis_unreachable_at_withdrawal__stale_copy_never_read_again(
+    store, settings, django_capture_on_commit_callbacks, committed
+):
+    # Given a personalized decision whose consent (granted) was copied into Redis
+    _page_views(store.prop, "v-1", 3)
+    assert decide(store.prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
+    assert _consent_copy(store.prop, "v-1") is not None
+    # When the visitor withdraws while the hot-state Redis cannot be reached (a real
+    # refused connection: nothing listens on port 1)
+    real = settings.DECIDE_REDIS_URL
+    settings.DECIDE_REDIS_URL = "redis://127.0.0.1:1/0"
+    try:
+        with django_capture_on_commit_callbacks(execute=committed):
+            consent_record(
+                property_id=store.prop.pk,
+                visitor_id="v-1",
+                policy_version=1,
+                purposes=WITHDRAWN,
+                method="banner",
+            )
+    finally:
+        settings.DECIDE_REDIS_URL = real
+        hotstate._down_until = 0.0  # and Redis answers again
+    # Then the withdrawal is recorded, the granting copy is still there under the old
+    # epoch, and the property's epoch moved on
+    assert not consent_selectors.consent_effective(store.prop.pk, "v-1").allows("personalization")
+    stale = _consent_copy(store.prop, "v-1", epoch=0)
+    assert stale is not None and "personalization" in stale[1]
+    store.prop.refresh_from_db()  # as the API key's property is, at least every second
+    # (bumped by the failed drop, and again by the failed write-through after a commit)
+    assert store.prop.hot_epoch == (2 if committed else 1)
+    # And the next decision does not read it: defaults, the withdrawal in force
+    result = decide(store.prop, DecideRequest("v-1", "s-1", ["headline"]))
+    assert not result.personalized
+    fresh = _consent_copy(store.prop, "v-1", epoch=store.prop.hot_epoch)
+    assert fresh is not None and "personalization" not in fresh[1]

@@ -38,6 +38,9 @@ class Property(models.Model):
     )
     # Bumped on every configuration change; compiled rule sets are cached per version.
     config_version = models.PositiveIntegerField(default=1, editable=False)
+    # Part of the key of the decision engine's consent copies in Redis: bumped when a
+    # consent change could not drop a copy there, which orphans every copy at once.
+    hot_epoch = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
