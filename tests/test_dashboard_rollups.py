@@ -783,3 +783,104 @@ def test_earliest_new__cursor_floor_and_slack__only_rows_that_count(known):
     log.event("page_view", "p2", "s2", now)
     assert earliest(after_recent) == now - timedelta(minutes=1)
     assert recent.pk > inside.pk > too_late.pk
+
+
+def test_rollup_hourly__decision_without_answers_before_the_first__full_run_keeps_it(known):
+    # Given a first run, then a late decision (no answers, one suppression) two hours
+    # before the first adjustment
+    prop, t0, log = known["prop"], known["t0"], known["log"]
+    rollup_hourly(property_id=prop.pk)
+    early = t0 - timedelta(hours=2)
+    suppressed = [{"slot": "banner", "candidate": "rule:r-promo", "reason": "cooldown"}]
+    log.decide("p1", "s0", early + timedelta(minutes=5), [], suppressed=suppressed)
+    # When the incremental run folds it in
+    rollup_hourly(property_id=prop.pk)
+    incremental = hourly_rows(prop)
+    key = (early, "banner", "rule", "r-promo", 0, "", "mobile", "personalized")
+    assert incremental[key]["suppressed_cooldown"] == 1
+    # Then a full run keeps its hour (it starts at the earliest decision, not adjustment)
+    rollup_hourly(property_id=prop.pk, full=True)
+    assert hourly_rows(prop) == incremental
+
+
+def test_rollup_hourly__page_view_hours_into_a_long_session__exposure_hour_recomputed(
+    known, consent
+):
+    # Given an exposure five hours ago (beyond the window and session reach), rolled up
+    prop, log = known["prop"], known["log"]
+    consent(prop, "q4")
+    at = hour_floor(timezone.now()) - timedelta(hours=5) + timedelta(minutes=10)
+    log.decide("q4", "s-long", at, SHORT)
+    log.event("page_view", "q4", "s-long", at)
+    rollup_hourly(property_id=prop.pk)
+    key = (hour_floor(at), "headline", "rule", "r-short", 2, "short", "mobile", "personalized")
+    assert (hourly_rows(prop)[key]["session_seconds"], hourly_rows(prop)[key]["bounces"]) == (
+        0.0,
+        1,
+    )
+    # When a page view of the same session arrives now (the session goes on)
+    log.event("page_view", "q4", "s-long", at + timedelta(hours=4, minutes=30))
+    rollup_hourly(property_id=prop.pk)
+    # Then the exposure's hour is recomputed: a 4.5 hour session, no bounce
+    incremental = hourly_rows(prop)
+    assert (incremental[key]["session_seconds"], incremental[key]["bounces"]) == (16200.0, 0)
+    # And a full run agrees
+    rollup_hourly(property_id=prop.pk, full=True)
+    assert hourly_rows(prop) == incremental
+
+
+def test_rollups__segments_null_or_not_a_list__counted_for_all_visitors_only(known):
+    # Given decisions whose signals hold segments as a JSON null, a string, and a list of
+    # an empty key and a null
+    prop, t0, log = known["prop"], known["t0"], known["log"]
+    for sid, segments in (("s-null", None), ("s-text", "vip"), ("s-empty", ["", None])):
+        decision = log.decide("p1", sid, t0 + timedelta(minutes=50), SHORT)
+        decision.signals["segments"] = segments
+        decision.save(update_fields=["signals"])
+    # When the hourly and segment rollups run  Then they run (no error on either backend)
+    rollup_hourly(property_id=prop.pk)
+    rollup_segments(property_id=prop.pk)
+    # and those exposures count for all visitors, in no segment
+    rule = (t0, "headline", "rule", "r-short", 2, "short", "mobile", "personalized")
+    assert hourly_rows(prop)[rule]["exposures"] == 5
+    assert hourly_rows(prop, "vip")[rule]["exposures"] == 2
+    assert set(
+        SegmentSizeDaily.objects.filter(property=prop).values_list("segment_key", "size")
+    ) == {("vip", 2), ("new", 1)}
+
+
+def test_rollup_hourly__old_stamped_event_committed_late_with_a_smaller_id__folded_in(known):
+    """An ingest transaction takes its id before a run reads the newest id, and commits
+    after it: its event (stamped hours ago by the client) has an id below the cursor."""
+    prop, t0, log, d = known["prop"], known["t0"], known["log"], known["decisions"]
+    too_old = timezone.now() - timedelta(hours=80)  # events that count for no hour
+    gap = log.event("page_view", "p2", "s-gap", too_old)
+    log.event("page_view", "p2", "s-gap", too_old)
+    gap_id = gap.pk
+    gap.delete()  # the id the in-flight transaction holds
+    rollup_hourly(property_id=prop.pk)
+    key = (t0, "headline", "rule", "r-short", 2, "short", "desktop", "personalized")
+    assert hourly_rows(prop)[key]["clicks"] == 0
+    # When that transaction commits: a click on p2's exposure (by its decision id), stamped
+    # at T0 by the client and received a minute ago; and the property's traffic goes on
+    # (an event too old to count itself, so that only the late one reaches hour T0)
+    Event.objects.create(
+        pk=gap_id,
+        property=prop,
+        event_id=uuid.uuid4(),
+        type="click",
+        visitor_id="p2",
+        session_id="s2",
+        timestamp=known["m"](21),
+        received_at=timezone.now() - timedelta(minutes=1),
+        decision_id=d["p2"].decision_id,
+        properties={},
+    )
+    log.event("page_view", "p1", "s-now", too_old)
+    result = rollup_hourly(property_id=prop.pk)
+    assert result.start == t0 - timedelta(hours=3)  # the late click's reach
+    # Then the next incremental run folds it in, as a full run does
+    incremental = hourly_rows(prop)
+    assert incremental[key]["clicks"] == 1
+    rollup_hourly(property_id=prop.pk, full=True)
+    assert hourly_rows(prop) == incremental

@@ -58,8 +58,8 @@ def _run(
     result = state.RollupResult(kind, property_id)
     previous = state.state_get(property_id, kind)
     floor = state.late_cutoff(now)
-    upto = state.max_id(source)
-    result.cursor = {"input": upto}
+    result.cursor = state.cursor_for({"input": source})
+    upto = result.cursor["input"]
     if full or previous is None:
         first = state.first_at(source, property_id, time_field)
         start = first.date() if first else now.date()
@@ -76,6 +76,7 @@ def _run(
             upto,
             floor,
             previous.watermark,
+            previous.cursor.get("input_gaps", ()),
         )
         if earliest is None:
             result.skipped = True

@@ -12,13 +12,13 @@ chunk: a rerun changes nothing.
 """
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, DateTimeField, When
+from django.db.models import Case, DateTimeField, F, Max, When
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -145,12 +145,14 @@ def _exposures_sql(d: Dialect) -> str:
     segment = d.element_text(item)
     # MATERIALIZED: each exposure's subqueries run once, not once per aggregate using them.
     # Rows for all visitors (segment "") and, again, per segment the decision placed the
-    # visitor in (a visitor may be in several).
+    # visitor in (a visitor may be in several; an empty or null element is none: its rows
+    # would land on the all-visitors key).
     return f"""
         WITH x AS MATERIALIZED ({inner})
         SELECT {dims}, '' AS segment_key, {sums} FROM x GROUP BY {dims}
         UNION ALL
-        SELECT {dims}, {segment}, {sums} FROM x {join} GROUP BY {dims}, {segment}
+        SELECT {dims}, {segment}, {sums} FROM x {join} WHERE {segment} <> ''
+        GROUP BY {dims}, {segment}
     """
 
 
@@ -168,7 +170,7 @@ def _suppressions_sql(d: Dialect) -> str:
         GROUP BY 1, 2, 3, 4, 5, 6
         UNION ALL
         SELECT {columns}, {d.element_text(seg_item)}, COUNT(*) {source} {join} {seg_join}
-        {where}
+        {where} AND {d.element_text(seg_item)} <> ''
         GROUP BY 1, 2, 3, 4, 5, 6, 7
     """
 
@@ -269,24 +271,82 @@ def _longest_window(property_id: int) -> timedelta:
     return timedelta(seconds=max([settings.DASHBOARD_ATTRIBUTION_WINDOW, *custom]))
 
 
-def _decided_hours(property_id: int, after_id: int, upto_id: int, floor: datetime) -> set[datetime]:
+def _decided_hours(
+    property_id: int,
+    after_id: int,
+    upto_id: int,
+    floor: datetime,
+    since: datetime,
+    gaps: Sequence[int] = (),
+) -> set[datetime]:
     """The hours of the decisions that new events carrying a decision id point at."""
-    carried = Event.objects.filter(
-        property_id=property_id,
-        pk__gt=after_id,
-        pk__lte=upto_id,
-        decision_id__isnull=False,
-    ).values("decision_id")
-    # The time condition sits in the expression: the carried ids select the decisions
-    # through their unique index (not the property's time index over days of rows).
-    hour = Trunc("created_at", "hour", output_field=DateTimeField(), tzinfo=UTC)
-    hours = (
-        Decision.objects.filter(property_id=property_id, decision_id__in=carried)
-        .annotate(decided=Case(When(created_at__gte=floor, then=hour), default=None))
-        .values_list("decided", flat=True)
-        .distinct()
+    found = state._new_rows(Event, property_id, "timestamp", after_id, upto_id, floor, since, gaps)
+    if found is None:
+        return set()
+    rows, counts = found
+    carried = sorted(
+        {
+            d
+            for d in rows.annotate(
+                carried=Case(When(counts, then=F("decision_id")), default=None)
+            ).values_list("carried", flat=True)
+            if d is not None
+        }
     )
-    return {as_datetime(h) for h in hours if h is not None}
+    # The ids go in as lists, in chunks: each selects its decisions through the unique
+    # index (as a subquery the planner may scan days of decisions by time instead), and
+    # the time condition sits in the expression for the same reason.
+    hour = Trunc("created_at", "hour", output_field=DateTimeField(), tzinfo=UTC)
+    hours: set[datetime] = set()
+    for at in range(0, len(carried), 1000):
+        hours.update(
+            as_datetime(h)
+            for h in Decision.objects.filter(
+                property_id=property_id, decision_id__in=carried[at : at + 1000]
+            )
+            .annotate(decided=Case(When(created_at__gte=floor, then=hour), default=None))
+            .values_list("decided", flat=True)
+            .distinct()
+            if h is not None
+        )
+    return hours
+
+
+def _session_hours(
+    property_id: int,
+    after_id: int,
+    upto_id: int,
+    floor: datetime,
+    since: datetime,
+    gaps: Sequence[int] = (),
+) -> set[datetime]:
+    """The hours of the exposures whose session new events lengthen: made in the session
+    of a new event, at or before it (a session can last longer than SESSION_LOOKBACK)."""
+    found = state._new_rows(Event, property_id, "timestamp", after_id, upto_id, floor, since, gaps)
+    if found is None:
+        return set()
+    rows, counts = found
+    latest = {
+        (r["visitor_id"], r["session_id"]): as_datetime(r["last"])
+        for r in rows.values("visitor_id", "session_id").annotate(
+            last=Max(Case(When(counts, then=F("timestamp")), default=None))
+        )
+        if r["last"] is not None
+    }
+    visitors = sorted({v for v, _ in latest})
+    hours: set[datetime] = set()
+    for at in range(0, len(visitors), 500):
+        chunk = visitors[at : at + 500]
+        members = set(chunk)
+        sessions = {s for v, s in latest if v in members}
+        made = Adjustment.objects.filter(
+            property_id=property_id, visitor_id__in=chunk, session_id__in=sessions
+        ).values_list("visitor_id", "session_id", "created_at")
+        for visitor, session, created in made:
+            last = latest.get((visitor, session))
+            if last is not None and created <= last:
+                hours.add(state.hour_floor(created))
+    return hours
 
 
 def _merged(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -303,7 +363,7 @@ def _merged(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, 
 
 
 def _touched_spans(
-    property_id: int, previous: Any, cursor: dict[str, int], now: datetime, end: datetime
+    property_id: int, previous: Any, cursor: dict[str, Any], now: datetime, end: datetime
 ) -> list[tuple[datetime, datetime]]:
     """The hours new input can change, as disjoint spans.
 
@@ -311,7 +371,8 @@ def _touched_spans(
     the session", later ones: from the earliest to now. A new event changes the outcomes
     of exposures up to the attribution window plus the session reach before it: only
     those hours, so a late event does not recompute every hour since. An event carrying
-    a decision id also changes its decision's hour, however long before.
+    a decision id also changes its decision's hour, however long before, and an event
+    the hours of the earlier exposures in its session, however long the session.
     """
     floor = state.late_cutoff(now)
     done = previous.cursor
@@ -323,7 +384,14 @@ def _touched_spans(
         for model, name in ((Adjustment, "adjustment"), (Decision, "decision"))
         if (
             found := state.earliest_new(
-                model, property_id, "created_at", done.get(name, 0), cursor[name], floor, since
+                model,
+                property_id,
+                "created_at",
+                done.get(name, 0),
+                cursor[name],
+                floor,
+                since,
+                done.get(f"{name}_gaps", ()),
             )
         )
         is not None
@@ -331,11 +399,14 @@ def _touched_spans(
     spans = [(state.hour_floor(min(logged)), end)] if logged else []
     after_event = done.get("event", 0)
     hour = timedelta(hours=1)
+    gaps = done.get("event_gaps", ())
     for h in state.new_hours(
-        Event, property_id, "timestamp", after_event, cursor["event"], floor, since
+        Event, property_id, "timestamp", after_event, cursor["event"], floor, since, gaps
     ):
         spans.append((state.hour_floor(h - reach), h + hour))
-    for h in _decided_hours(property_id, after_event, cursor["event"], floor):
+    for h in _decided_hours(property_id, after_event, cursor["event"], floor, since, gaps):
+        spans.append((h, h + hour))
+    for h in _session_hours(property_id, after_event, cursor["event"], floor, since, gaps):
         spans.append((h, h + hour))
     return _merged((max(start, lowest), min(stop, end)) for start, stop in spans)
 
@@ -345,24 +416,25 @@ def rollup_hourly(
 ) -> state.RollupResult:
     """Fold new adjustments, decisions and events of a property into the hourly rollup.
 
-    ``full`` recomputes every hour that has adjustments (and drops rows of hours that
-    no longer have any).
+    ``full`` recomputes every hour from the first adjustment or decision (and drops rows
+    of hours before it).
     """
     started = time.monotonic()
     now = timezone.now()
     result = state.RollupResult(RollupKind.HOURLY, property_id)
-    cursor = {
-        "adjustment": state.max_id(Adjustment),
-        "decision": state.max_id(Decision),
-        "event": state.max_id(Event),
-    }
+    cursor = state.cursor_for({"adjustment": Adjustment, "decision": Decision, "event": Event})
     end = state.hour_floor(now) + timedelta(hours=1)
     previous = state.state_get(property_id, RollupKind.HOURLY)
     if full or previous is None:
-        first = state.first_at(Adjustment, property_id, "created_at")
-        start = state.hour_floor(first) if first else end
+        # A decision without answers still has suppression rows: from the earliest of both.
+        firsts = [
+            first
+            for model in (Adjustment, Decision)
+            if (first := state.first_at(model, property_id, "created_at")) is not None
+        ]
+        start = state.hour_floor(min(firsts)) if firsts else end
         with transaction.atomic():
-            # Hours before the first adjustment (or all, when none is left) hold nothing.
+            # Hours before the first input (or all, when none is left) hold nothing.
             AdjustmentHourly.objects.filter(property_id=property_id, hour__lt=start).delete()
         spans = [(start, end)]
     else:

@@ -72,11 +72,14 @@ class Dialect:
         return f"json_extract({element}, '$.{key}')" if key else element
 
     def array_at(self, column: str, key: str) -> str:
-        """The JSON array under ``key`` of a JSON object column."""
+        """The JSON array under ``key`` of a JSON object column; an empty one when the key
+        is missing or holds anything else (null, a string), which would stop the rollup."""
+        if self.pg:
+            value = f"{column}->'{key}'"
+            return f"(CASE WHEN jsonb_typeof({value}) = 'array' THEN {value} ELSE '[]'::jsonb END)"
         return (
-            f"COALESCE({column}->'{key}', '[]'::jsonb)"
-            if self.pg
-            else (f"COALESCE(json_extract({column}, '$.{key}'), '[]')")
+            f"(CASE WHEN json_type({column}, '$.{key}') = 'array' "
+            f"THEN json_extract({column}, '$.{key}') ELSE '[]' END)"
         )
 
 

@@ -1,9 +1,10 @@
 """Watermarks: per property and rollup kind, which input rows are already folded in."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -31,7 +32,7 @@ class RollupResult:
     hours: int = 0  # hourly rollup: how many clock hours were recomputed
     seconds: float = 0.0
     skipped: bool = False
-    cursor: dict[str, int] = field(default_factory=dict)
+    cursor: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.kind = str(self.kind)  # a RollupKind member prints as its value
@@ -57,6 +58,25 @@ def max_id(model: type[models.Model]) -> int:
     return model._default_manager.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
+def cursor_for(inputs: dict[str, type[models.Model]]) -> dict[str, Any]:
+    """Per input table, the newest row id and the ids missing among the ``ID_SLACK`` before
+    it (``<name>_gaps``): ids taken by transactions not committed yet (or rolled back).
+    The next run looks at rows that have since appeared with those ids whatever their
+    time, so an input committed just after a run read the newest id is never missed."""
+    cursor: dict[str, Any] = {}
+    for name, model in inputs.items():
+        upto = max_id(model)
+        low = max(0, upto - ID_SLACK)
+        present = set(
+            model._default_manager.filter(pk__gt=low, pk__lte=upto).values_list("pk", flat=True)
+        )
+        cursor[name] = upto
+        gaps = [i for i in range(low + 1, upto + 1) if i not in present]
+        if gaps:
+            cursor[f"{name}_gaps"] = gaps
+    return cursor
+
+
 def first_at(model: type[models.Model], property_id: int, time_field: str) -> datetime | None:
     """The earliest ``time_field`` of a property's input rows (where a full run starts)."""
     return (
@@ -75,21 +95,29 @@ def _new_rows(
     upto_id: int,
     floor: datetime,
     since: datetime,
+    gaps: Sequence[int] = (),
 ) -> tuple[models.QuerySet, Q] | None:
     """The rows to look at for input added since ``after_id``, and the condition a row
     of them must meet to count (None when nothing was added).
 
-    The row-id range alone selects the rows (a primary-key range scan over the few rows
-    added since the last run); callers put the condition inside their aggregate or
-    expression, so that the planner cannot prefer the property's time index, whose range
-    spans days of rows.
+    ``gaps``: ids the previous run found missing below ``after_id`` (``cursor_for``); rows
+    that now have them committed late and count like new ones. The row-id range alone
+    selects the rows (a primary-key range scan over the few rows added since the last
+    run); callers put the condition inside their aggregate or expression, so that the
+    planner cannot prefer the property's time index, whose range spans days of rows.
     """
     rows = model._default_manager.filter(property_id=property_id, pk__lte=upto_id)
-    if not rows.filter(pk__gt=after_id).exists():
+    late = [g for g in gaps if g <= after_id]
+    if not rows.filter(pk__gt=after_id).exists() and not (
+        late and rows.filter(pk__in=late).exists()
+    ):
         return None
-    recent = Q(pk__gt=after_id, **{f"{time_field}__gte": floor})
-    slack = Q(**{f"{time_field}__gte": max(floor, since - SLACK_TIME)})
-    return rows.filter(pk__gt=max(0, after_id - ID_SLACK)), recent | slack
+    stamped = f"{time_field}__gte"
+    recent = Q(pk__gt=after_id, **{stamped: floor})
+    slack = Q(**{stamped: max(floor, since - SLACK_TIME)})
+    committed_late = Q(pk__in=late, **{stamped: floor}) if late else Q(pk__in=[])
+    low = min([after_id - ID_SLACK, *late])
+    return rows.filter(pk__gt=max(0, low)), recent | slack | committed_late
 
 
 def earliest_new(
@@ -100,6 +128,7 @@ def earliest_new(
     upto_id: int,
     floor: datetime,
     since: datetime,
+    gaps: Sequence[int] = (),
 ) -> datetime | None:
     """The earliest ``time_field`` among a property's rows added since ``after_id``
     (None when there is none).
@@ -108,7 +137,7 @@ def earliest_new(
     ``ID_SLACK`` ids before ``after_id`` are looked at again for rows stamped after the
     previous run began (``since``): rows that committed after it with a smaller id.
     """
-    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since)
+    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since, gaps)
     if found is None:
         return None
     rows, counts = found
@@ -125,9 +154,10 @@ def new_hours(
     upto_id: int,
     floor: datetime,
     since: datetime,
+    gaps: Sequence[int] = (),
 ) -> set[datetime]:
     """The clock hours of ``time_field`` among the rows ``earliest_new`` looks at."""
-    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since)
+    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since, gaps)
     if found is None:
         return set()
     rows, counts = found

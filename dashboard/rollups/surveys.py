@@ -161,10 +161,7 @@ def rollup_surveys(*, property_id: int, full: bool = False) -> state.RollupResul
     started = time.monotonic()
     now = timezone.now()
     result = state.RollupResult(RollupKind.SURVEYS, property_id)
-    result.cursor = {
-        "response": state.max_id(SurveyResponse),
-        "adjustment": state.max_id(Adjustment),
-    }
+    result.cursor = state.cursor_for({"response": SurveyResponse, "adjustment": Adjustment})
     previous = state.state_get(property_id, RollupKind.SURVEYS)
     if full or previous is None:
         first = state.first_at(SurveyResponse, property_id, "submitted_at")
@@ -183,6 +180,7 @@ def rollup_surveys(*, property_id: int, full: bool = False) -> state.RollupResul
                 result.cursor["response"],
                 floor,
                 previous.watermark,
+                previous.cursor.get("response_gaps", ()),
             ),
             state.earliest_new(
                 Adjustment,
@@ -192,6 +190,7 @@ def rollup_surveys(*, property_id: int, full: bool = False) -> state.RollupResul
                 result.cursor["adjustment"],
                 floor,
                 previous.watermark,
+                previous.cursor.get("adjustment_gaps", ()),
             ),
         ]
         earliest = min((f for f in found if f is not None), default=None)
