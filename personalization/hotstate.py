@@ -200,6 +200,15 @@ class Unavailable(Exception):
     """Redis did not answer: the caller uses the database path."""
 
 
+class Required(ConnectionError):
+    """Redis did not answer a step that must not be skipped (a visitor's erasure or access
+    export reaches their data in Redis too): the task retries (a ``ConnectionError``)."""
+
+
+# How long a required flush waits for another flush to finish before its task retries.
+REQUIRED_LOCK_WAIT = 30.0
+
+
 def _connect(url: str) -> tuple[redis.Redis, Any]:
     with _lock:
         if url not in _clients:
@@ -648,22 +657,46 @@ def pending_count() -> int:
     return int(r.llen(LOG_KEY))
 
 
-def decision_log_flush(*, batch: int = FLUSH_BATCH) -> int:
+def decision_log_flush(*, batch: int = FLUSH_BATCH, required: bool = False) -> int:
     """Copy pending log entries into Decision/Adjustment rows; returns entries flushed.
 
     One flush at a time (a Redis lock). Entries are removed from the list only after their
     rows are committed; an entry written twice (a flush that died between the commit and
     the trim, or a decision retried on the database path) is skipped by its decision_id.
+
+    ``required`` (erasure, access export): every entry pending now is in the database on
+    return. Redis is asked even while readers skip it after a failure, a flush in progress
+    is waited for, and a Redis that does not answer raises ``Required``.
     """
-    r = client()
-    if r is None:
+    if not required:
+        r = client()
+        if r is None:
+            return 0
+        token = uuid.uuid4().hex
+        try:
+            if not r.llen(LOG_KEY) or not r.set(LOCK_KEY, token, nx=True, ex=120):
+                return 0
+        except redis.RedisError as exc:
+            raise _failed(exc) from exc
+        return _flush_locked(r, token, batch)
+    if not settings.DECIDE_REDIS_URL:
         return 0
+    r = _connect(settings.DECIDE_REDIS_URL)[0]
     token = uuid.uuid4().hex
     try:
-        if not r.llen(LOG_KEY) or not r.set(LOCK_KEY, token, nx=True, ex=120):
-            return 0
+        deadline = time.monotonic() + REQUIRED_LOCK_WAIT
+        while r.llen(LOG_KEY) and not r.set(LOCK_KEY, token, nx=True, ex=120):
+            if time.monotonic() >= deadline:
+                raise Required("another flush of the decision log did not finish in time")
+            time.sleep(0.05)
+        if r.get(LOCK_KEY) != token.encode():
+            return 0  # nothing pending
+        return _flush_locked(r, token, batch)
     except redis.RedisError as exc:
-        raise _failed(exc) from exc
+        raise Required(f"the decision log in Redis is unavailable: {exc}") from exc
+
+
+def _flush_locked(r: redis.Redis, token: str, batch: int) -> int:
     total = 0
     try:
         while True:
@@ -715,27 +748,32 @@ def visitor_erase(property_id: int, visitor_id: str) -> int:
 
     Pending log entries are flushed first, so the erasure of the log's rows covers them.
     """
-    r = client()
-    if r is None:
+    if not settings.DECIDE_REDIS_URL:
         return 0
-    decision_log_flush()
+    # Not skipped while readers skip Redis after a failure: a Redis that does not answer
+    # fails the step (``Required``) and the erasure retries.
+    decision_log_flush(required=True)
+    r = _connect(settings.DECIDE_REDIS_URL)[0]
     key = _counters_key(property_id, visitor_id)
-    names: list[bytes] = r.hkeys(key)  # type: ignore[assignment]
-    budgets = [
-        _budget_key(property_id, visitor_id, name[2:].decode())
-        for name in names
-        if name.startswith(b"b:")
-    ]
-    # The copy of the visitor's live signals goes too (their consent copy stays: it is
-    # keyed by the keyed hash, like the consent records, and now says "suppressed").
-    return int(r.delete(key, *budgets, _signals_key(property_id, visitor_id)))
+    try:
+        names: list[bytes] = r.hkeys(key)  # type: ignore[assignment]
+        budgets = [
+            _budget_key(property_id, visitor_id, name[2:].decode())
+            for name in names
+            if name.startswith(b"b:")
+        ]
+        # The copy of the visitor's live signals goes too (their consent copy stays: it is
+        # keyed by the keyed hash, like the consent records, and now says "suppressed").
+        return int(r.delete(key, *budgets, _signals_key(property_id, visitor_id)))
+    except redis.RedisError as exc:
+        raise Required(f"the visitor's hot state in Redis is unavailable: {exc}") from exc
 
 
 def decisions_export(property_id: int, visitor_id: str) -> Iterator[dict[str, Any]]:
     """A visitor's decision-log rows for an access export, pending ones flushed first."""
     from .models import Decision
 
-    decision_log_flush()
+    decision_log_flush(required=True)
     names = [f.attname for f in Decision._meta.concrete_fields]
     rows = Decision.objects.filter(property_id=property_id, visitor_id=visitor_id)
     return rows.order_by("pk").values(*names).iterator()

@@ -297,3 +297,48 @@ def test_hot_copies__redis_unreachable_at_withdrawal__stale_copy_never_read_agai
     assert not result.personalized
     fresh = _consent_copy(store.prop, "v-1", epoch=store.prop.hot_epoch)
     assert fresh is not None and "personalization" not in fresh[1]
+
+
+def test_hot_copies__erasure_while_this_process_skips_redis__redis_data_erased_all_the_same(
+    store, staff, django_capture_on_commit_callbacks
+):
+    import time
+
+    from personalization.models import Decision
+    from personalization.permissions import PRIVACY_OFFICERS
+
+    # Given a personalized decision: counters, a session budget, the signal copy and the
+    # pending log entry in Redis
+    _page_views(store.prop, "v-1", 3)
+    assert decide(store.prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
+    r = _redis()
+    assert r.exists(hotstate._counters_key(store.prop.pk, "v-1"))
+    assert r.llen(hotstate.LOG_KEY) == 1
+    # When the visitor is erased in the second this process skips Redis after a failure
+    officer = staff(PRIVACY_OFFICERS, store.prop)
+    hotstate._down_until = time.monotonic() + 60
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            run_work(request_made(store, "v-1", "erasure", officer))
+    finally:
+        hotstate._down_until = 0.0
+    # Then their data in Redis went all the same: the pending entry was flushed (and its
+    # rows erased), counters, budget and signal copy deleted
+    assert r.llen(hotstate.LOG_KEY) == 0
+    assert not Decision.objects.filter(property=store.prop, visitor_id="v-1").exists()
+    assert not r.exists(hotstate._counters_key(store.prop.pk, "v-1"))
+    assert not r.exists(hotstate._budget_key(store.prop.pk, "v-1", "s-1"))
+    assert _copy_of_signals(store.prop, "v-1") == {}
+
+
+def test_hot_copies__erasure_step_with_redis_unreachable__fails_so_the_task_retries(
+    store, settings
+):
+    # Given the hot-state Redis cannot be reached (nothing listens on port 1)
+    settings.DECIDE_REDIS_URL = "redis://127.0.0.1:1/0"
+    # When the erasure's Redis step runs, Then it fails with a ConnectionError (which the
+    # erasure task retries) instead of reporting nothing to erase
+    with pytest.raises(ConnectionError):
+        hotstate.visitor_erase(store.prop.pk, "v-1")
+    with pytest.raises(ConnectionError):
+        list(hotstate.decisions_export(store.prop.pk, "v-1"))
