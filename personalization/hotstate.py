@@ -19,10 +19,10 @@ version: the consent services and ingest drop them inside their transaction and 
 committed value after it; a decision that misses reads the database and fills them in. A
 consent withdrawal is therefore seen by the very next decision. Erasure and retention
 delete the signal copies with the visitor's rows (the consent copy, like the records, is
-keyed and then says "suppressed"). If Redis refuses a writer's drop and write while still
-serving reads, a copy can outlive its change by at most ``CACHE_TTL`` (10 minutes). The
-consent writers try Redis even while a reader skips it after a failure; ingest does not
-wait on it then (a signal copy may then be up to ``CACHE_TTL`` old).
+keyed and then says "suppressed"). The consent writers try Redis even while a reader
+skips it after a failure, and if Redis does not take their drop or write they bump the
+property's ``hot_epoch``, part of every consent copy's key, which orphans them all. Ingest
+does not wait on Redis: a signal copy its drop missed may be up to ``CACHE_TTL`` old.
 
 Durability: an acknowledged decision is in Redis only until the next flush. It survives a
 Redis restart only with persistence on (``appendonly yes``; with ``appendfsync everysec``
@@ -679,9 +679,10 @@ def decision_log_flush(*, batch: int = FLUSH_BATCH, required: bool = False) -> i
         except redis.RedisError as exc:
             raise _failed(exc) from exc
         return _flush_locked(r, token, batch)
-    if not settings.DECIDE_REDIS_URL:
+    w = _writer()
+    if w is None:
         return 0
-    r = _connect(settings.DECIDE_REDIS_URL)[0]
+    r = w[0]
     token = uuid.uuid4().hex
     try:
         deadline = time.monotonic() + REQUIRED_LOCK_WAIT
@@ -748,12 +749,13 @@ def visitor_erase(property_id: int, visitor_id: str) -> int:
 
     Pending log entries are flushed first, so the erasure of the log's rows covers them.
     """
-    if not settings.DECIDE_REDIS_URL:
+    w = _writer()
+    if w is None:
         return 0
     # Not skipped while readers skip Redis after a failure: a Redis that does not answer
     # fails the step (``Required``) and the erasure retries.
     decision_log_flush(required=True)
-    r = _connect(settings.DECIDE_REDIS_URL)[0]
+    r = w[0]
     key = _counters_key(property_id, visitor_id)
     try:
         names: list[bytes] = r.hkeys(key)  # type: ignore[assignment]

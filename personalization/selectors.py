@@ -85,20 +85,9 @@ def visitor_signals_get(
     from django.utils import timezone
 
     from . import signals
-    from .models import Session, Visitor
 
-    now = now or timezone.now()
-    if connection.vendor == "postgresql":
-        _, visitor_state, session_state = visitor_states_get(prop.pk, visitor_id, session_id)
-        return signals.signals_for(visitor_state, session_state, now)
-    visitor = Visitor.objects.filter(property=prop, visitor_id=visitor_id).first()
-    if visitor is None:
-        return signals.signals_for(None, None, now)
-    sessions = Session.objects.filter(visitor=visitor)
-    if session_id is not None:
-        sessions = sessions.filter(session_id=session_id)
-    session = sessions.order_by("-started_at").first()
-    return signals.signals_for(visitor.state, session.state if session else None, now)
+    _, visitor_state, session_state = visitor_states_get(prop.pk, visitor_id, session_id)
+    return signals.signals_for(visitor_state, session_state, now or timezone.now())
 
 
 def survey_active(property_id: int, key: str) -> Survey | None:

@@ -12,13 +12,13 @@ chunk: a rerun changes nothing.
 """
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, DateTimeField, F, Max, When
+from django.db.models import Case, DateTimeField, F, Max, Q, QuerySet, When
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -271,18 +271,8 @@ def _longest_window(property_id: int) -> timedelta:
     return timedelta(seconds=max([settings.DASHBOARD_ATTRIBUTION_WINDOW, *custom]))
 
 
-def _decided_hours(
-    property_id: int,
-    after_id: int,
-    upto_id: int,
-    floor: datetime,
-    since: datetime,
-    gaps: Sequence[int] = (),
-) -> set[datetime]:
+def _decided_hours(property_id: int, found: tuple[QuerySet, Q], floor: datetime) -> set[datetime]:
     """The hours of the decisions that new events carrying a decision id point at."""
-    found = state._new_rows(Event, property_id, "timestamp", after_id, upto_id, floor, since, gaps)
-    if found is None:
-        return set()
     rows, counts = found
     carried = sorted(
         {
@@ -312,19 +302,9 @@ def _decided_hours(
     return hours
 
 
-def _session_hours(
-    property_id: int,
-    after_id: int,
-    upto_id: int,
-    floor: datetime,
-    since: datetime,
-    gaps: Sequence[int] = (),
-) -> set[datetime]:
+def _session_hours(property_id: int, found: tuple[QuerySet, Q]) -> set[datetime]:
     """The hours of the exposures whose session new events lengthen: made in the session
     of a new event, at or before it (a session can last longer than SESSION_LOOKBACK)."""
-    found = state._new_rows(Event, property_id, "timestamp", after_id, upto_id, floor, since, gaps)
-    if found is None:
-        return set()
     rows, counts = found
     latest = {
         (r["visitor_id"], r["session_id"]): as_datetime(r["last"])
@@ -397,17 +377,22 @@ def _touched_spans(
         is not None
     ]
     spans = [(state.hour_floor(min(logged)), end)] if logged else []
-    after_event = done.get("event", 0)
     hour = timedelta(hours=1)
-    gaps = done.get("event_gaps", ())
-    for h in state.new_hours(
-        Event, property_id, "timestamp", after_event, cursor["event"], floor, since, gaps
-    ):
-        spans.append((state.hour_floor(h - reach), h + hour))
-    for h in _decided_hours(property_id, after_event, cursor["event"], floor, since, gaps):
-        spans.append((h, h + hour))
-    for h in _session_hours(property_id, after_event, cursor["event"], floor, since, gaps):
-        spans.append((h, h + hour))
+    events = state.new_rows(
+        Event,
+        property_id,
+        "timestamp",
+        done.get("event", 0),
+        cursor["event"],
+        floor,
+        since,
+        done.get("event_gaps", ()),
+    )
+    if events is not None:
+        for h in state.new_hours(events, "timestamp"):
+            spans.append((state.hour_floor(h - reach), h + hour))
+        for h in _decided_hours(property_id, events, floor) | _session_hours(property_id, events):
+            spans.append((h, h + hour))
     return _merged((max(start, lowest), min(stop, end)) for start, stop in spans)
 
 

@@ -87,7 +87,7 @@ def first_at(model: type[models.Model], property_id: int, time_field: str) -> da
     )
 
 
-def _new_rows(
+def new_rows(
     model: type[models.Model],
     property_id: int,
     time_field: str,
@@ -137,7 +137,7 @@ def earliest_new(
     ``ID_SLACK`` ids before ``after_id`` are looked at again for rows stamped after the
     previous run began (``since``): rows that committed after it with a smaller id.
     """
-    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since, gaps)
+    found = new_rows(model, property_id, time_field, after_id, upto_id, floor, since, gaps)
     if found is None:
         return None
     rows, counts = found
@@ -146,20 +146,8 @@ def earliest_new(
     ]
 
 
-def new_hours(
-    model: type[models.Model],
-    property_id: int,
-    time_field: str,
-    after_id: int,
-    upto_id: int,
-    floor: datetime,
-    since: datetime,
-    gaps: Sequence[int] = (),
-) -> set[datetime]:
-    """The clock hours of ``time_field`` among the rows ``earliest_new`` looks at."""
-    found = _new_rows(model, property_id, time_field, after_id, upto_id, floor, since, gaps)
-    if found is None:
-        return set()
+def new_hours(found: tuple[models.QuerySet, Q], time_field: str) -> set[datetime]:
+    """The clock hours of ``time_field`` among the rows ``new_rows`` found that count."""
     rows, counts = found
     hour = Trunc(time_field, "hour", output_field=models.DateTimeField(), tzinfo=UTC)
     hours = (
