@@ -40,7 +40,10 @@ In-process, interleaved per decision, on the same visitors:
 Over HTTP: ``gunicorn personalization.wsgi`` with ``DJANGO_SETTINGS_MODULE=
 benchmarks.bench_settings`` (the project's URLs plus ``/bench/trivial``, a DRF APIView with
 ``AllowAny`` answering ``{"ok": true}``), ``-w 2`` sync workers pinned with ``taskset -c 1``,
-``benchmarks/loadgen.py`` pinned with ``taskset -c 0``: closed-loop rate of
+``benchmarks/loadgen.py`` pinned with ``taskset -c 0``; the decision log flushed to
+PostgreSQL by a Celery worker (solo pool, broker ``--broker-url``) pinned to the server's
+core as production runs it (``--flush inline``: inside the request that fills a batch, as
+``TASKS_IN_PROCESS`` does), its CPU counted with the server's: closed-loop rate of
 ``POST /api/v1/decide`` (many visitors) and of ``POST /bench/trivial`` (same bodies), then
 decide paced at ``--paced-rate`` (default 700/s) and at half the measured closed-loop rate.
 
@@ -87,6 +90,7 @@ from benchmarks.bench_ingest import (  # noqa: E402
     log,
     pct,
     server_facts,
+    spawned,
 )
 
 PYTHON = sys.executable
@@ -774,10 +778,10 @@ def busy_share(before: dict, after: dict, core: int) -> float | None:
     return round(busy / total, 3) if total else None
 
 
-def group_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the processes of a process group (the
-    gunicorn master and its workers): what the server itself spent, whatever else shares
-    its core."""
+def group_cpu_s(*pgids: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of process groups (the
+    gunicorn master and its workers, the Celery worker flushing the decision log): what the
+    server itself spent, whatever else shares its core."""
     total = 0
     tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
@@ -788,7 +792,7 @@ def group_cpu_s(pgid: int) -> float:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ...
+        if int(fields[2]) in pgids:  # fields after the command: state, ppid, pgrp, ...
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / tick
 
@@ -796,6 +800,7 @@ def group_cpu_s(pgid: int) -> float:
 def loadgen(
     args: argparse.Namespace, port: int, key: str, bodies: Path, path: str, max_s: float,
     concurrency: int, rate: float = 0.0, server_pgid: int | None = None,
+    worker_pgid: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     cmd = [
         "taskset", "-c", str(args.client_core), PYTHON, str(BASE_DIR / "benchmarks/loadgen.py"),
@@ -805,10 +810,13 @@ def loadgen(
     if rate:
         cmd += ["--rate", str(rate)]
     before = cpu_times()
-    server_before = group_cpu_s(server_pgid) if server_pgid else 0.0
+    groups = [g for g in (server_pgid, worker_pgid) if g]
+    server_before = group_cpu_s(*groups) if server_pgid else 0.0
+    worker_before = group_cpu_s(worker_pgid) if worker_pgid else 0.0
     done = subprocess.run(cmd, capture_output=True, timeout=max_s + 90, check=False)
     after = cpu_times()
-    server_after = group_cpu_s(server_pgid) if server_pgid else 0.0
+    server_after = group_cpu_s(*groups) if server_pgid else 0.0
+    worker_after = group_cpu_s(worker_pgid) if worker_pgid else 0.0
     if not done.stdout.strip():
         raise RuntimeError(f"load generator failed: {done.stderr.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
@@ -820,8 +828,43 @@ def loadgen(
         spent = server_after - server_before
         result["server_cpu_s"] = round(spent, 3)
         result["server_cpu_ms_per_request"] = round(spent * 1000 / result["requests"], 3)
+        if worker_pgid:  # included in server_cpu_ms_per_request
+            worker = (worker_after - worker_before) * 1000 / result["requests"]
+            result["flush_worker_cpu_ms_per_request"] = round(worker, 3)
     result["client_core_busy"] = busy_share(before, after, args.client_core)
     return result
+
+
+def redis_flush(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def flush_worker(
+    args: argparse.Namespace, env: dict[str, str], logfile: Path
+) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """A Celery worker (solo pool) pinned to the server's core, as production flushes the
+    decision log: decide enqueues ``decision_log_flush_task`` every FLUSH_AT decisions."""
+    cmd = [
+        "taskset", "-c", str(args.server_core), str(Path(PYTHON).parent / "celery"),
+        "-A", "personalization", "worker", "--pool", "solo", "--concurrency", "1",
+        "--loglevel", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+
+    def ready(proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 60
+        while b" ready." not in logfile.read_bytes():  # "celery@host ready." (INFO)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Celery worker did not start: {logfile.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    # Warm shutdown: the flush in hand finishes.
+    return spawned("Celery worker", cmd, env, logfile, ready, stop_timeout=30)
 
 
 def write_bodies(path: Path, cases: list[Case], n: int, offset: int = 0) -> None:
@@ -842,7 +885,14 @@ def run_http(
         write_bodies(workdir / "bodies.jsonl", cases, n, offset=args.http_warmup)
         port = args.port or free_port()
         logfile = workdir / "gunicorn.log"
-        with gunicorn(args, env, port, logfile) as proc:
+        worker_log = workdir / "celery.log"
+        with contextlib.ExitStack() as stack:
+            worker_pgid = None
+            if args.flush == "worker" and env.get("DECIDE_REDIS_URL"):
+                env = {**env, "TASKS_IN_PROCESS": "0", "CELERY_BROKER_URL": args.broker_url}
+                redis_flush(args.broker_url)
+                worker_pgid = stack.enter_context(flush_worker(args, env, worker_log)).pid
+            proc = stack.enter_context(gunicorn(args, env, port, logfile))
             pgid = proc.pid  # its own session: the master and workers share this group
             for path in ("/api/v1/decide", "/bench/trivial"):
                 loadgen(args, port, key, workdir / "warm.jsonl", path, 60, args.concurrency)
@@ -853,9 +903,10 @@ def run_http(
                         f"concurrency {args.concurrency}")  # fmt: skip
                     r = loadgen(args, port, key, workdir / "bodies.jsonl", path,
                                 args.http_seconds, args.concurrency,
-                                server_pgid=pgid)  # fmt: skip
+                                server_pgid=pgid, worker_pgid=worker_pgid)  # fmt: skip
                     log(f"  {r['requests_per_s']:,.0f} req/s, server CPU "
-                        f"{r.get('server_cpu_ms_per_request')} ms/request, "
+                        f"{r.get('server_cpu_ms_per_request')} ms/request (flush worker "
+                        f"{r.get('flush_worker_cpu_ms_per_request', 0)}), "
                         f"p50 {r['latency_ms']['p50']} ms, "
                         f"p99 {r['latency_ms']['p99']} ms, statuses {r['statuses']}, "
                         f"server core {r['server_core_busy']}, client core "
@@ -942,6 +993,48 @@ def profile(fn: Callable[[], None], title: str, top: int, interval: float = 0.00
     return "\n".join(lines[: 40 + 2 * top + 200])
 
 
+def cpu_per_request(
+    decide_fn: Callable[[int], None], trivial_fn: Callable[[int], None], m: int, top: int
+) -> str:
+    """CPU time (this process only: not Redis, not PostgreSQL) per request in-process, best of
+    three, and cProfile's own-time table on the process-time clock: what decide costs the web
+    worker beyond the trivial endpoint, without HTTP parsing or sampling noise."""
+    import cProfile
+    import pstats
+
+    def best(fn: Callable[[int], None]) -> float:
+        runs = []
+        for _ in range(3):
+            t0 = time.process_time()
+            fn(m)
+            runs.append((time.process_time() - t0) / m * 1000)
+        return min(runs)
+
+    d, t = best(decide_fn), best(trivial_fn)
+    prof = cProfile.Profile(time.process_time)
+    prof.runcall(decide_fn, m)
+    stats = pstats.Stats(prof)
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.stats.values()) or 1.0  # type: ignore[attr-defined]
+    lines = [
+        f"----- CPU per request in-process: decide {d:.3f} ms, trivial {t:.3f} ms, ratio "
+        f"{t / d:.3f}; cProfile (process time, own time, its overhead included) -----"
+    ]
+    for (file, line, fn), (_cc, nc, tt, _ct, _callers) in rows:
+        short = file.split("site-packages/")[-1].replace(str(BASE_DIR) + "/", "")
+        lines.append(f"  {tt / total:6.1%}  {nc / m:6.1f}/req  {fn} ({short}:{line})")
+    lines.append("cumulative (project, Django and DRF frames):")
+    frames = ("personalization/", "consent/", "django/", "rest_framework/", "redis/")
+    cum = sorted(stats.stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
+    shown = 0
+    for (file, line, fn), (_cc, nc, _tt, ct, _callers) in cum:
+        if shown < 2 * top and any(f in file for f in frames):
+            short = file.split("site-packages/")[-1].replace(str(BASE_DIR) + "/", "")
+            lines.append(f"  {ct / total:6.1%}  {nc / m:6.1f}/req  {fn} ({short}:{line})")
+            shown += 1
+    return "\n".join(lines)
+
+
 def run_profiles(
     prop: Any, key: str, cases: list[Case], loaded: Preloaded, args: argparse.Namespace,
     engine_slow: bool, http_slow: bool,
@@ -1003,6 +1096,7 @@ def run_profiles(
             f"{total / m * 1000:.3f} ms/request; /bench/trivial {t_trivial / m * 1000:.3f} "
             f"ms/request -----\n" + "\n".join(timers.table(m, total))
         )
+        parts.append(cpu_per_request(through_django, trivial, m, args.profile_top))
         parts.append(
             profile(through_django, "POST /api/v1/decide, in-process", args.profile_top, 0.001)
         )
@@ -1098,7 +1192,14 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         if "http_server_cpu_ms_decide" in q:
             lines.append(
                 f"server CPU/request  decide {q['http_server_cpu_ms_decide']} ms, trivial "
-                f"{q['http_server_cpu_ms_trivial']} ms (gunicorn master + workers, all rounds): "
+                f"{q['http_server_cpu_ms_trivial']} ms (gunicorn master + workers"
+                + (
+                    f", and the Celery worker flushing the log: "
+                    f"{q['http_flush_worker_cpu_ms_decide']} ms of decide's"
+                    if "http_flush_worker_cpu_ms_decide" in q
+                    else "; the log flushed inline"
+                )
+                + ", all rounds): "
                 f"one core's worth = {1000 / q['http_server_cpu_ms_decide']:,.0f} decisions/s; "
                 f"rate ratio by CPU {q['http_cpu_decide_over_trivial_rate']:.3f}"
             )
@@ -1207,6 +1308,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db-path", action="store_true",
                    help="the engine's hot state in the database (DECIDE_REDIS_URL='')")  # fmt: skip
     p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--flush", choices=["worker", "inline"], default="worker",
+                   help="HTTP: the decision log flushed by a Celery worker on the server's "
+                   "core (production), or inside the request that fills a batch "
+                   "(TASKS_IN_PROCESS)")  # fmt: skip
+    p.add_argument("--broker-url", default="redis://127.0.0.1:6379/12",
+                   help="the flush worker's broker (flushed at the start)")  # fmt: skip
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
@@ -1372,6 +1479,15 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
             spent = sum(x.get("server_cpu_s", 0.0) for x in runs)
             count = sum(x["requests"] for x in runs if "server_cpu_s" in x)
             cpu[label] = spent * 1000 / count if count else 0.0
+        runs = http.get("decide") or []
+        count = sum(x["requests"] for x in runs if "flush_worker_cpu_ms_per_request" in x)
+        if count:
+            spent = sum(
+                x["flush_worker_cpu_ms_per_request"] * x["requests"]
+                for x in runs
+                if "flush_worker_cpu_ms_per_request" in x
+            )
+            ratios["http_flush_worker_cpu_ms_decide"] = round(spent / count, 3)
         if cpu["decide"] and cpu["trivial"]:
             ratios["http_server_cpu_ms_decide"] = round(cpu["decide"], 3)
             ratios["http_server_cpu_ms_trivial"] = round(cpu["trivial"], 3)

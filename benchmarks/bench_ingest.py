@@ -21,6 +21,7 @@ drops its own database (``--db``, default ``bench_ingest``; it must start with `
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -279,7 +280,35 @@ def wait_listening(port: int, proc: subprocess.Popen, deadline_s: float) -> None
 
 
 @contextmanager
-def gunicorn(args: argparse.Namespace, env: dict[str, str], port: int, logfile: Path):
+def spawned(
+    name: str, cmd: list[str], env: dict[str, str], logfile: Path,
+    ready: Callable[[subprocess.Popen], None], stop_timeout: float = 15,
+) -> Iterator[subprocess.Popen]:  # fmt: skip
+    """Run a server process in its own session, output to ``logfile``; yield once ``ready``
+    returns (it raises if the process never gets there); SIGTERM (then SIGKILL) at the end."""
+    log("starting: " + " ".join(cmd))
+    with open(logfile, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        ready(proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # gunicorn's master stops its workers
+            try:
+                proc.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # our own session only
+                proc.wait(timeout=5)
+        log(f"{name} stopped (exit code {proc.returncode})")
+
+
+def gunicorn(
+    args: argparse.Namespace, env: dict[str, str], port: int, logfile: Path
+) -> contextlib.AbstractContextManager[subprocess.Popen]:
     cmd = [
         "taskset", "-c", str(args.server_core),
         str(Path(PYTHON).parent / "gunicorn"), "personalization.wsgi",
@@ -288,24 +317,7 @@ def gunicorn(args: argparse.Namespace, env: dict[str, str], port: int, logfile: 
     ]  # fmt: skip
     if args.worker_class == "gthread":
         cmd += ["--threads", str(args.threads)]
-    log("starting: " + " ".join(cmd))
-    with open(logfile, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        wait_listening(port, proc, 30)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # the master stops its workers
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # our own session only
-                proc.wait(timeout=5)
-        log(f"gunicorn stopped (exit code {proc.returncode})")
+    return spawned("gunicorn", cmd, env, logfile, lambda proc: wait_listening(port, proc, 30))
 
 
 def loadgen(args: argparse.Namespace, port: int, key: str, bodies: Path, max_s: float) -> dict:
