@@ -291,6 +291,10 @@ class GuardrailCheckAdmin(PropertyScopedAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The evidence behind a pause (automatic or by staff): kept, like the audit log.
+        return False
+
     @admin.display(description="evidence")
     def summary(self, obj: GuardrailCheck) -> str:
         e = obj.evidence

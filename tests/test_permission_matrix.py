@@ -91,11 +91,12 @@ ADMIN_MODELS: dict[str, Caps] = {
     "consent.retentionpolicy": Caps(view=PS, add=PS, change=PS, delete=NOBODY),
     "consent.retentionrun": PRIVACY_READ_ONLY,
     # Models are configuration: clusters come from runs (adopted as segments), guardrail
-    # checks from the hourly task (their rules paused from there).
+    # checks from the hourly task (their rules paused from there; the checks are the
+    # evidence behind a pause, so nobody deletes them).
     "personalization.clusterrun": CONFIG,
     "personalization.cluster": Caps(view=MAS, add=NOBODY, change=MS, delete=MS),
     "personalization.propensitymodel": CONFIG,
-    "personalization.guardrailcheck": Caps(view=MAS, add=NOBODY, change=MS, delete=MS),
+    "personalization.guardrailcheck": Caps(view=MAS, add=NOBODY, change=MS, delete=NOBODY),
 }
 
 
