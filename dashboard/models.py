@@ -144,6 +144,10 @@ class AdjustmentHourly(models.Model):
         ]
         indexes = [
             models.Index(fields=["property", "hour"], name="adjustment_hourly_time"),
+            # Every page reads one segment's rows ("" = all visitors) over a time range.
+            models.Index(
+                fields=["property", "segment_key", "hour"], name="adjustment_hourly_segment"
+            ),
             models.Index(
                 fields=["property", "source_kind", "source_key", "hour"],
                 name="adjustment_hourly_source",

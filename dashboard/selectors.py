@@ -621,7 +621,8 @@ def consent_daily(
 
 def filter_choices(properties: QuerySet[Property]) -> dict[str, list[str]]:
     """Values the filter menus offer: slots, device types and segments seen in rollups."""
-    hourly = AdjustmentHourly.objects.filter(property__in=properties)
+    # The all-visitors rows ("") hold every slot and device type the segment rows do.
+    hourly = AdjustmentHourly.objects.filter(property__in=properties, segment_key="")
     return {
         "slots": sorted(set(hourly.values_list("slot_key", flat=True).distinct())),
         "device_types": sorted(
