@@ -442,6 +442,8 @@ class PrivacyRequestAdmin(PrivacyScopedAdmin):
         try:
             if not change:
                 received = datetime.combine(data["received_on"], time(12), tzinfo=UTC)
+                # Asked before the request exists (it is a row about the visitor too).
+                known = selectors.visitor_known(data["property"].pk, data["visitor_id"].strip())
                 created, merged = privacy_request_submit(
                     property_id=data["property"].pk,
                     kind=data["kind"],
@@ -454,6 +456,12 @@ class PrivacyRequestAdmin(PrivacyScopedAdmin):
                     received_at=min(received, timezone.now()),
                 )
                 obj.pk = created.pk
+                if created.kind == RequestKind.ACCESS and not known:
+                    messages.warning(
+                        request,
+                        "Nothing is held about this visitor id on this property: the export "
+                        "will say so. Check the id with the person if they expected data.",
+                    )
                 if merged:
                     messages.warning(
                         request,

@@ -41,7 +41,12 @@ def signal_names() -> list[str]:
     return sorted(SIGNALS_FOR_BUILDER)
 
 
-SIGNALS_FOR_BUILDER = set(signals.SIGNALS) | {"segments", "url", "id"}
+# Suggestions in the builder (any attribute name may be typed): the live signals, and what
+# the page's context says (the same context as its events; its `attributes` are top level).
+CONTEXT_FOR_BUILDER = {
+    f"context.{name}" for name in ("referrer", "locale", "title", "timezone", "screen")
+} | {f"context.utm.{name}" for name in ("source", "medium", "campaign", "term", "content")}
+SIGNALS_FOR_BUILDER = set(signals.SIGNALS) | {"segments", "url", "id"} | CONTEXT_FOR_BUILDER
 
 
 class ConditionWidget(forms.Textarea):

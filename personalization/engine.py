@@ -29,6 +29,7 @@ from consent.selectors import EffectiveConsent
 
 from . import bucketing, hotstate, live
 from .db import from_db_json, insert_with_children, rule_counter_apply, update_rows, upsert_locked
+from .exceptions import ApplicationError
 from .learning import scoring
 from .models import Adjustment, Decision, Property, SessionBudget, SourceKind
 from .ruleset import CompiledRule, CompiledSlot, RuleSet, ruleset_for
@@ -253,8 +254,50 @@ def decide(
     dry_run: bool = False,
 ) -> DecisionResult:
     """Decide and log. ``dry_run`` (the admin's "test against a visitor") changes nothing,
-    logs nothing and explains every step in ``result.trace``."""
+    logs nothing and explains every step in ``result.trace``.
+
+    A slot always gets an answer (DESIGN.md): when anything inside fails — a bug, a model
+    that cannot score, live content that cannot be read — every slot gets its default and
+    the failure is logged. The database being down stays an error (a 503 with Retry-After),
+    and so does a refused request."""
     now = now or timezone.now()
+    try:
+        return _decide(prop, request, now, dry_run=dry_run)
+    except (DatabaseError, ApplicationError):
+        raise
+    except Exception as exc:
+        logger.exception("decision for property %s failed; serving defaults", prop.pk)
+        result = _static_defaults(prop, request)
+        if dry_run:
+            result.trace.append(f"the engine failed ({type(exc).__name__}: {exc}): defaults")
+        return result
+
+
+def _static_defaults(prop: Property, request: DecideRequest) -> DecisionResult:
+    """Every known slot's default as stored (live content left empty); not logged."""
+    ruleset = ruleset_for(prop.pk)
+    slots = list(dict.fromkeys(request.slots))
+    answers = {}
+    for key in (s for s in slots if s in ruleset.slots):
+        slot = ruleset.slots[key]
+        spec = slot.variants.get(slot.default)
+        content: dict = {} if spec is None else dict(spec.content)
+        if spec is not None and spec.strategy:
+            content.update(strategy=spec.strategy, items=[])
+        answers[key] = SlotAnswer(key, slot.default, content)
+    return DecisionResult(
+        decision_id=uuid.uuid4(),
+        personalized=False,
+        answers=answers,
+        suppressed=[],
+        unknown_slots=[s for s in slots if s not in ruleset.slots],
+        logged=False,
+    )
+
+
+def _decide(
+    prop: Property, request: DecideRequest, now: datetime, *, dry_run: bool
+) -> DecisionResult:
     ruleset = ruleset_for(prop.pk)
     known = [s for s in dict.fromkeys(request.slots) if s in ruleset.slots]
     unknown = [s for s in dict.fromkeys(request.slots) if s not in ruleset.slots]

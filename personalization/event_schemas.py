@@ -1,4 +1,4 @@
-"""The event envelope and the strict schemas of the built-in event types.
+"""The event envelope and the schemas of the built-in event types.
 
 Schemas are compiled once with fastjsonschema and cached; a custom type's
 validator is cached by (property, type, version), so editing a schema in the
@@ -14,12 +14,29 @@ import fastjsonschema
 import jsonschema
 
 UUID_PATTERN = "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+MAX_ID = 128  # visitor and session ids
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID}
 # Bounds keep every number a float can hold and a signal can sum without overflow.
 _MS = {"type": "integer", "minimum": 0, "maximum": 86_400_000}
 _MONEY = {"type": "number", "minimum": 0, "maximum": 1_000_000_000}
 _SHORT = {"type": "string", "maxLength": 256}
 _URL = {"type": "string", "maxLength": 2048}
+
+# What a page's context may say, with events and with decide (one object serves both).
+CONTEXT_PROPERTIES: dict[str, Any] = {
+    "url": _URL,
+    "referrer": _URL,
+    "user_agent": {"type": "string", "maxLength": 1024},
+    "title": _SHORT,
+    "locale": {"type": "string", "maxLength": 35},
+    "timezone": {"type": "string", "maxLength": 64},
+    "screen": {"type": "string", "maxLength": 32},
+    "utm": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {k: _SHORT for k in ("source", "medium", "campaign", "term", "content")},
+    },
+}
 
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -37,20 +54,7 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "url": _URL,
-                "referrer": _URL,
-                "user_agent": {"type": "string", "maxLength": 1024},
-                "title": _SHORT,
-                "locale": {"type": "string", "maxLength": 35},
-                "timezone": {"type": "string", "maxLength": 64},
-                "screen": {"type": "string", "maxLength": 32},
-                "utm": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        k: _SHORT for k in ("source", "medium", "campaign", "term", "content")
-                    },
-                },
+                **CONTEXT_PROPERTIES,
                 "attributes": {"type": "object", "maxProperties": 50},
             },
         },
@@ -61,26 +65,23 @@ _item = {"item_id": _SHORT}
 _element = {"element_id": _SHORT, "section": _SHORT, **_item}
 
 
-def _strict(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": required,
-        "additionalProperties": False,
-        "properties": properties,
-    }
+def _typed(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """Required properties present, known ones of their type and bounds; others are kept
+    as sent (DESIGN.md's example event carries more than its type reads)."""
+    return {"type": "object", "required": required, "properties": properties}
 
 
 # name -> (purpose, schema of ``properties``)
 BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "page_view": ("analytics", _strict([], {"path": _URL, "title": _SHORT, **_item})),
-    "click": ("analytics", _strict(["element_id"], {**_element, "href": _URL, "text": _SHORT})),
+    "page_view": ("analytics", _typed([], {"path": _URL, "title": _SHORT, **_item})),
+    "click": ("analytics", _typed(["element_id"], {**_element, "href": _URL, "text": _SHORT})),
     "hover": (
         "granular_tracking",
-        _strict(["element_id"], {**_element, "dwell_ms": _MS}),
+        _typed(["element_id"], {**_element, "dwell_ms": _MS}),
     ),
     "scroll": (
         "granular_tracking",
-        _strict(
+        _typed(
             ["depth_pct"],
             {
                 "depth_pct": {"type": "number", "minimum": 0, "maximum": 100},
@@ -90,14 +91,14 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "section_view": (
         "analytics",
-        _strict(
+        _typed(
             ["section", "visible_ms"],
             {"section": _SHORT, "visible_ms": _MS},
         ),
     ),
     "form_interaction": (
         "analytics",
-        _strict(
+        _typed(
             ["form_id", "action"],
             {
                 "form_id": _SHORT,
@@ -106,11 +107,11 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
             },
         ),
     ),
-    "session_start": ("analytics", _strict([], {})),
-    "session_end": ("analytics", _strict([], {})),
+    "session_start": ("analytics", _typed([], {})),
+    "session_end": ("analytics", _typed([], {})),
     "add_to_cart": (
         "analytics",
-        _strict(
+        _typed(
             ["item_id"],
             {
                 **_item,
@@ -121,7 +122,7 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "purchase": (
         "analytics",
-        _strict(
+        _typed(
             ["revenue"],
             {
                 "order_id": _SHORT,
@@ -133,7 +134,7 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "conversion": (
         "analytics",
-        _strict(
+        _typed(
             [],
             {
                 "goal": _SHORT,
@@ -142,7 +143,7 @@ BUILT_IN_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
             },
         ),
     ),
-    "survey_shown": ("analytics", _strict(["survey_key"], {"survey_key": _SHORT})),
+    "survey_shown": ("analytics", _typed(["survey_key"], {"survey_key": _SHORT})),
 }
 
 Validator = Callable[[Any], Any]

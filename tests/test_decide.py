@@ -7,8 +7,10 @@ import pytest
 from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from consent.selectors import consent_history
+from personalization import engine
 from personalization.engine import DecideRequest, decide, in_holdout
 from personalization.hotstate import decision_log_flush
 from personalization.models import Adjustment, Decision, Rule, RuleVersion
@@ -321,6 +323,75 @@ def test_decide__bad_body__400_in_error_shape(store, body, code):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
     assert not Decision.objects.exists()
+
+
+def test_decide__the_events_context__accepted_and_its_utm_readable(store):
+    # Given a rule on the campaign the visitor came from
+    rule(store.prop, "spring-mail", "cta", "b", {"context.utm.campaign": "spring"})
+    # When the page sends decide the same context it sends with its events
+    context = {
+        "url": "https://shop.example/",
+        "referrer": "https://mail.example/",
+        "user_agent": "Mozilla/5.0",
+        "title": "Shop",
+        "locale": "en-GB",
+        "timezone": "Europe/London",
+        "screen": "1440x900",
+        "utm": {"source": "newsletter", "medium": "email", "campaign": "spring"},
+        "attributes": {"plan": "free"},
+    }
+    body = {"visitor_id": "v-1", "session_id": "s-1", "slots": ["cta"], "context": context}
+    response = store.client().post(URL, body, format="json")
+    # Then it is accepted, and conditions can read it
+    assert response.status_code == 200, response.content
+    assert response.json()["slots"]["cta"]["variant"] == "b"
+    # while a key neither kind of request knows is still refused, by name
+    body["context"] = {**context, "utm_source": "x"}
+    response = store.client().post(URL, body, format="json")
+    assert response.status_code == 400
+    assert "utm_source" in response.json()["error"]["message"]
+
+
+def test_decide__engine_fails_inside__every_slot_default_and_the_failure_logged(
+    store, monkeypatch, caplog
+):
+    # Given a rule that would apply, and an engine that fails while evaluating (a bug)
+    rule(store.prop, "free-plan", "cta", "b", {"plan": "free"})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug inside the engine")
+
+    monkeypatch.setattr(engine, "_matches", broken)
+    body = {
+        "visitor_id": "v-1",
+        "session_id": "s-1",
+        "slots": ["headline", "cta", "nope"],
+        "context": {"attributes": {"plan": "free"}},
+    }
+    # When the storefront asks
+    response = store.client().post(URL, body, format="json")
+    # Then every slot still gets an answer: its default (DESIGN.md), never a 500
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["personalized"] is False and data["unknown_slots"] == ["nope"]
+    assert {k: v["variant"] for k, v in data["slots"].items()} == {
+        "headline": "default",
+        "cta": "default",
+    }
+    assert all(v["source"] == {"kind": "default"} for v in data["slots"].values())
+    # and the failure is in the log, with its traceback; nothing was counted
+    assert "serving defaults" in caplog.text and "a bug inside the engine" in caplog.text
+    assert not Adjustment.objects.filter(is_default=False).exists()
+
+
+def test_decide__bearer_in_any_case__accepted(store):
+    # Authentication schemes are case-insensitive: "bearer" is "Bearer"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"bearer {store.pk}")
+    body = {"visitor_id": "v-1", "session_id": "s-1", "slots": ["cta"]}
+    assert client.post(URL, body, format="json").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Basic {store.pk}")
+    assert client.post(URL, body, format="json").status_code == 401
 
 
 def test_decide__no_key__401(store):

@@ -153,6 +153,39 @@ def test_events__gpc_header__records_opt_out_and_drops_granular(shop, consent):
     assert [r.method for r in consent_history(shop.prop.pk, "v-1")] == ["banner", "gpc"]
 
 
+def test_events__gpc_header__recorded_for_a_visitor_whose_events_are_all_invalid(shop, consent):
+    from consent.selectors import consent_effective, consent_history
+
+    # Given a consenting visitor whose only event in the batch breaks its schema, and one
+    # event whose visitor id is no id at all
+    consent(shop.prop, "v-1")
+    bad = make_event("scroll", properties={"depth_pct": 101})
+    nameless = make_event(visitor_id="")
+    # When the batch comes with Sec-GPC: 1
+    body = post(shop.client(HTTP_SEC_GPC="1"), [bad, nameless]).json()
+    # Then both events are quarantined, and the named visitor's opt-out is recorded anyway
+    assert body["quarantined"] == 2 and body["accepted"] == 0
+    assert [r.method for r in consent_history(shop.prop.pk, "v-1")] == ["banner", "gpc"]
+    assert consent_effective(shop.prop.pk, "v-1").purposes["personalization"] is False
+    assert consent_history(shop.prop.pk, "") == []
+
+
+def test_events__design_example_properties__accepted_on_click_and_scroll(shop, consent):
+    # DESIGN.md's example event carries {"element_id", "depth_pct", "..."}: a built-in type
+    # checks what it reads and keeps the rest
+    consent(shop.prop, "v-1")
+    props = {"element_id": "cta", "depth_pct": 75, "label": "Buy now"}
+    body = post(
+        shop.client(),
+        [make_event("click", properties=props), make_event("scroll", properties=props)],
+    ).json()
+    assert (body["accepted"], body["quarantined"]) == (2, 0), body
+    assert Event.objects.get(type="click").properties == props
+    # while what it reads is still checked
+    bad = post(shop.client(), [make_event("scroll", properties={"depth_pct": "75"})]).json()
+    assert bad["quarantined"] == 1 and bad["errors"][0]["path"] == "properties.depth_pct"
+
+
 def test_events__custom_type__validated_by_its_schema(shop, consent):
     consent(shop.prop, "v-1")
     EventType.objects.create(

@@ -79,6 +79,33 @@ def test_access_export__visitor_everywhere__archive_holds_every_store_as_json_an
     assert "consent.access_exports" not in document["stores"]  # no download tokens inside
 
 
+def test_access_export__visitor_nothing_is_held_about__archive_says_so(shop, staff, media):
+    # Given an access request about a visitor id the property holds nothing about
+    officer = staff(PRIVACY_OFFICERS, shop.prop)
+    req = run_work(request_made(shop, raw_id(), "access", officer))
+    # When it is worked  Then it completes, and the archive says nothing is held
+    export = AccessExport.objects.get(request=req)
+    assert req.status == "completed" and export.status == "ready"
+    with zipfile.ZipFile(export_path(export, shop.prop.pk)) as archive:
+        readme = archive.read("README.txt").decode()
+        document = json.loads(archive.read("export.json"))
+    assert "Nothing is held about this visitor id" in readme
+    # only the request itself, which is data about them too
+    rows = {label: len(store["rows"]) for label, store in document["stores"].items()}
+    assert rows.pop("consent.privacy_requests") == 1 == export.rows
+    assert set(rows.values()) == {0}
+
+
+def test_access_export__visitor_everywhere__readme_lists_rows_without_nothing_held(
+    shop, staff, media
+):
+    _, _, export = exported(shop, staff, raw_id())
+    with zipfile.ZipFile(export_path(export, shop.prop.pk)) as archive:
+        readme = archive.read("README.txt").decode()
+    assert "Nothing is held" not in readme
+    assert "personalization.events: 3 rows." in readme
+
+
 def test_access_export__officer_of_the_property__downloads_and_it_is_audited(shop, staff, media):
     # Given a ready export
     officer, req, export = exported(shop, staff, raw_id())

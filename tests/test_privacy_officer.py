@@ -121,7 +121,9 @@ def test_privacy_request__officer_enters_duplicate__merged_and_told(shop, staff)
     assert "was merged into" in response.content.decode()
 
 
-def test_privacy_request__officer_enters_access_for_unknown_visitor__form_error(shop, staff):
+def test_privacy_request__officer_enters_access_for_unknown_visitor__recorded_and_warned(
+    shop, staff
+):
     client = login(staff(PRIVACY_OFFICERS, shop.prop))
     response = client.post(
         "/admin/consent/privacyrequest/add/",
@@ -132,10 +134,13 @@ def test_privacy_request__officer_enters_access_for_unknown_visitor__form_error(
             "visitor_id": "nobody",
             "received_on": timezone.now().date().isoformat(),
         },
+        follow=True,
     )
+    # The request is recorded (it must be answered, with "nothing held"), and the officer
+    # is warned in case the id was mistyped
     assert response.status_code == 200
-    assert "Nothing is held about this visitor" in response.content.decode()
-    assert not PrivacyRequest.objects.exists()
+    assert "Nothing is held about this visitor id" in response.content.decode()
+    assert PrivacyRequest.objects.get().kind == "access"
 
 
 def test_consent_history__officer__reads_and_exports_by_visitor_id(shop, staff, consent):

@@ -72,14 +72,13 @@ def test_privacy_request__publishable_key__403_and_nothing_recorded(shop):
         ({"visitor_id": ""}, "invalid_request"),
         ({"visitor_id": "x" * 129}, "invalid_request"),
         ({"contact": "c" * 255}, "invalid_request"),
-        ({"kind": "access", "visitor_id": "never-seen"}, "unknown_visitor"),
     ],
 )
 def test_privacy_request__bad_input__error_shape_and_nothing_recorded(shop, body, code):
     # Given a request with one bad field  When it is submitted
     response = submit(shop, **body)
     # Then the documented error shape names the fault, and nothing is recorded
-    assert response.status_code in (400, 404)
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == code
     assert response.json()["error"]["message"]
     assert not PrivacyRequest.objects.exists()
@@ -92,8 +91,9 @@ def test_privacy_request__duplicate_while_open__merged_and_says_so(shop):
     before = PrivacyRequest.objects.values().get()
     # When the same visitor asks again, with another contact
     response = submit(shop, contact="other@b.example")
-    # Then it is merged into the open request, and says so; nothing recorded changes
-    assert response.status_code == 200
+    # Then it is accepted (202, as the contract says) merged into the open request, and
+    # says so; nothing recorded changes
+    assert response.status_code == 202
     body = response.json()
     assert body["id"] == first["id"] and body["merged"] is True
     assert "merged" in body["message"]
@@ -293,3 +293,14 @@ def test_openapi__privacy_request_endpoints__documented(db):
     paths = Client().get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()["paths"]
     assert "post" in paths["/api/v1/privacy-requests"]
     assert "get" in paths["/api/v1/privacy-requests/{request_id}"]
+
+
+def test_privacy_request__access_for_a_visitor_nothing_is_held_about__accepted(shop):
+    # Given a visitor id the property holds nothing about  When access is asked for
+    response = submit(shop, kind="access", visitor_id="never-seen")
+    # Then it is a request like any other (202, the contract's answer), recorded with its
+    # deadline: "we hold nothing" is the answer the export will give
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "received" and body["due_at"]
+    assert PrivacyRequest.objects.get().kind == "access"

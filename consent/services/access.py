@@ -144,6 +144,9 @@ def export_build(*, request_id: int) -> AccessExport:
     return export
 
 
+REQUESTS_STORE = "consent.privacy_requests"
+
+
 def _readme(document: dict[str, Any]) -> str:
     lines = [
         "Everything held about one visitor of one property.",
@@ -151,6 +154,17 @@ def _readme(document: dict[str, Any]) -> str:
         "export.json holds every store with its rows; each <store>.csv holds the same rows.",
         "",
     ]
+    held = [
+        store["rows"]
+        for label, store in document["stores"].items()
+        if label != REQUESTS_STORE  # the person's own requests, this one included
+    ]
+    if not any(held):
+        lines += [
+            "Nothing is held about this visitor id on this property (beyond the data-subject "
+            "requests made about it).",
+            "",
+        ]
     for label, store in document["stores"].items():
         lines.append(f"{label}: {len(store['rows'])} rows. {store['description']}")
     return "\n".join(lines) + "\n"

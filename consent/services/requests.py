@@ -27,7 +27,7 @@ from ..models import (
     RequestSource,
     RequestStatus,
 )
-from ..selectors import request_open_for, visitor_known
+from ..selectors import request_open_for
 from ..tenancy import has_property_perm, property_model
 from .audit import audit_record
 from .consent import consent_opt_out
@@ -71,16 +71,13 @@ def _clean_visitor_id(visitor_id: Any) -> str:
 
 
 def privacy_request_check(*, property_id: int, kind: str, visitor_id: str) -> None:
-    """Refuse what no request could be made of (also used by the officer's form)."""
+    """Refuse what no request could be made of (also used by the officer's form).
+
+    An access request about a visitor nothing is held about is still a request: it is
+    recorded and answered (the export says nothing is held), within the same deadline."""
     if kind not in RequestKind.values:
         raise DomainError("invalid_kind", f"Unknown request kind {kind!r}.")
-    vid = _clean_visitor_id(visitor_id)
-    if kind == RequestKind.ACCESS and not visitor_known(property_id, vid):
-        raise DomainError(
-            "unknown_visitor",
-            "Nothing is held about this visitor id on this property; no request was recorded.",
-            status=404,
-        )
+    _clean_visitor_id(visitor_id)
 
 
 @transaction.atomic

@@ -4,7 +4,7 @@ from typing import Any
 
 import fastjsonschema
 
-from ..event_schemas import UUID_PATTERN, describe_error
+from ..event_schemas import CONTEXT_PROPERTIES, UUID_PATTERN, describe_error
 from ..exceptions import ApplicationError
 
 MAX_SLOTS = 50
@@ -26,12 +26,10 @@ DECIDE_SCHEMA: dict[str, Any] = {
         "context": {
             "type": "object",
             "additionalProperties": False,
+            # The same context the page sends with its events (utm, screen … are accepted
+            # and not read by the engine), with attributes conditions can read.
             "properties": {
-                "url": {"type": "string", "maxLength": 2048},
-                "referrer": {"type": "string", "maxLength": 2048},
-                "user_agent": {"type": "string", "maxLength": 1024},
-                "title": {"type": "string", "maxLength": 256},
-                "locale": {"type": "string", "maxLength": 35},
+                **CONTEXT_PROPERTIES,
                 "attributes": {
                     "type": "object",
                     "maxProperties": 50,

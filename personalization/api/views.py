@@ -178,9 +178,10 @@ class PrivacyRequestsView(StorefrontView):
     @extend_schema(
         request=s.PrivacyRequestInputSerializer,
         responses={
-            202: s.PrivacyRequestCreatedSerializer,
-            200: OpenApiResponse(
-                s.PrivacyRequestCreatedSerializer, description="Merged into an open request."
+            202: OpenApiResponse(
+                s.PrivacyRequestCreatedSerializer,
+                description="Accepted; or merged into an open request of the same kind for "
+                "the visitor (then also `merged: true` and a `message`).",
             ),
             **ERRORS,
         },
@@ -211,7 +212,7 @@ class PrivacyRequestsView(StorefrontView):
                 f"An open {privacy_request.get_kind_display().lower()} request for this "
                 "visitor exists; this one was merged into it."
             )
-            return Response(body, status=200)
+        # 202 either way (DESIGN.md): the request is accepted, as a new one or merged.
         return Response(body, status=202)
 
 

@@ -210,14 +210,9 @@ def _gate(
     prepared: list[Prepared],
     result: IngestResult,
     fates: Counter[tuple[str, str]],
-    *,
-    gpc: bool = False,
-    ip: str | None = None,
 ) -> tuple[list[Prepared], list[Prepared]]:
     """The consent gate: (events to store, events dropped for lack of consent)."""
     visitor_ids = {p.visitor_id for p in prepared}
-    if gpc:
-        consent_services.gpc_apply(property_id=prop.pk, visitor_ids=visitor_ids, ip=ip)
     consents = consent_selectors.consents_effective(prop.pk, visitor_ids)
     to_store: list[Prepared] = []
     dropped: list[Prepared] = []
@@ -265,6 +260,17 @@ def _count_fates(prop: Property, fates: Counter[tuple[str, str]], now: datetime)
     increment_counters(IngestStat, rows, ["property", "event_type", "hour", "fate"], "count")
 
 
+def _named(events: list[Any]) -> set[str]:
+    """The well-formed visitor ids a batch names (what the envelope schema accepts)."""
+    return {
+        vid
+        for e in events
+        if isinstance(e, dict)
+        and isinstance(vid := e.get("visitor_id"), str)
+        and 1 <= len(vid) <= event_schemas.MAX_ID
+    }
+
+
 def events_ingest(
     *,
     prop: Property,
@@ -286,7 +292,11 @@ def events_ingest(
             prepared.append(item)
         else:
             rejected.append(item)
-    to_store, _ = _gate(prop, prepared, result, fates, gpc=gpc, ip=ip)
+    if gpc:
+        # Every visitor the request names, their invalid events' too (DESIGN.md: a request
+        # carrying Sec-GPC records the opt-out), before the gate reads consent.
+        consent_services.gpc_apply(property_id=prop.pk, visitor_ids=_named(events), ip=ip)
+    to_store, _ = _gate(prop, prepared, result, fates)
     rejected = _drop_suppressed(prop, rejected, result, fates)
 
     def store() -> IngestResult:
