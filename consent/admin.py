@@ -49,6 +49,8 @@ PRIVACY = "manage_privacy"
 class PrivacyScopedAdmin(PropertyScopedAdmin):
     """Privacy officers' lists: scoped to their properties; another property's row is a 404."""
 
+    audit_kind = None  # privacy services write their own entries
+
     view_perm = PRIVACY
     change_perm = PRIVACY
 
@@ -98,6 +100,8 @@ class ConsentPolicyForm(forms.ModelForm):
 @admin.register(ConsentPolicy)
 class ConsentPolicyAdmin(PropertyScopedAdmin):
     """Publishing saves a new version; existing versions are shown read-only."""
+
+    audit_kind = None  # privacy services write their own entries
 
     form = ConsentPolicyForm
     view_perm = PRIVACY
@@ -495,6 +499,8 @@ class PrivacyRequestAdmin(PrivacyScopedAdmin):
 class AuditEntryAdmin(ReadOnlyMixin, PropertyScopedAdmin):
     """Privacy officers read the privacy entries of their properties, marketing the
     configuration entries of theirs. Nobody edits the log."""
+
+    audit_kind = None  # privacy services write their own entries
 
     list_display = ["at", "actor_label", "action", "property", "target", "details"]
     list_filter = ["kind", "action"]

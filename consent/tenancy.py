@@ -60,12 +60,67 @@ def has_property_perm(user: Any, codename: str, property_id: int | None) -> bool
 
 
 class PropertyScopedAdmin(admin.ModelAdmin):
-    """Lists and edits only the rows of properties the user holds the right permission on."""
+    """Lists and edits only the rows of properties the user holds the right permission on.
+
+    Every add, change and delete made here, and every action that calls ``audit``, is
+    also a configuration entry of the audit log (who, what, when, on which property), in
+    the same transaction as the change; marketing reads them (DESIGN.md, "audit log").
+    Privacy admins set ``audit_kind = None``: their services write privacy entries."""
 
     view_perm = "view_configuration"
     change_perm = "change_configuration"
     property_lookup = "property"
     read_only = False
+    audit_kind: str | None = "configuration"
+
+    def audit(
+        self, request: HttpRequest, obj: Any, verb: str, details: dict[str, Any] | None = None
+    ) -> None:
+        meta = obj._meta
+        self.audit_on(
+            request,
+            self._property_id(obj),
+            f"{meta.model_name}.{verb}",
+            f"{meta.label_lower}:{obj.pk}",
+            {"object": str(obj)[:200], **(details or {})},
+        )
+
+    def audit_on(
+        self,
+        request: HttpRequest,
+        property_id: int | None,
+        action: str,
+        target: str,
+        details: dict[str, Any],
+    ) -> None:
+        """An entry not about one object (an action on many rows, say)."""
+        if self.audit_kind is None:
+            return
+        from .services.audit import audit_record
+
+        audit_record(
+            action=action,
+            property_id=property_id,
+            target=target,
+            details=details,
+            user=request.user,
+            kind=self.audit_kind,
+        )
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        entry = super().log_addition(request, obj, message)
+        self.audit(request, obj, "added")
+        return entry
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        entry = super().log_change(request, obj, message)
+        self.audit(request, obj, "changed", {"changes": message} if message else None)
+        return entry
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        for obj in queryset:  # before the deletion, as Django logs it
+            self.audit(request, obj, "deleted")
+        return super().log_deletions(request, queryset)
 
     def _property_id(self, obj: Any) -> int | None:
         target = obj

@@ -143,7 +143,9 @@ class ApiKeyAdmin(PropertyScopedAdmin):
         count = 0
         for key in queryset:
             if has_property_perm(request.user, "manage_keys", key.property_id):
-                api_key_revoke(key=key)
+                with transaction.atomic():
+                    api_key_revoke(key=key)
+                    self.audit(request, key, "revoked")
                 count += 1
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
@@ -266,6 +268,14 @@ class QuarantinedEventAdmin(PropertyScopedAdmin):
         for pk, property_id in queryset.values_list("pk", "property_id"):
             if property_id in allowed:
                 by_property.setdefault(property_id, []).append(pk)
+        for property_id, ids in by_property.items():
+            self.audit_on(
+                request,
+                property_id,
+                "quarantinedevent.replayed",
+                f"personalization.quarantinedevent:{len(ids)} events",
+                {"events": len(ids), "first_ids": ids[:20]},
+            )
         if sum(len(ids) for ids in by_property.values()) > INLINE_REPLAY_LIMIT:
             for property_id, ids in by_property.items():
                 transaction.on_commit(partial(replay_quarantine_task.delay, property_id, ids))

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -258,7 +259,9 @@ class ExperimentAdmin(PropertyScopedAdmin):
             if not has_property_perm(request.user, self.change_perm, experiment.property_id):
                 continue
             try:
-                work(experiment)
+                with transaction.atomic():
+                    work(experiment)
+                    self.audit(request, experiment, done.replace(" ", "_"))
                 count += 1
             except ApplicationError as exc:
                 self.message_user(request, f"{experiment.key}: {exc.message}", messages.ERROR)

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -183,7 +184,9 @@ class ClusterAdmin(PropertyScopedAdmin):
                 continue
             key = f"cluster-{cluster.run_id}-{cluster.index}"
             try:
-                segment = clustering.cluster_adopt(cluster=cluster, key=key, user=request.user)
+                with transaction.atomic():
+                    segment = clustering.cluster_adopt(cluster=cluster, key=key, user=request.user)
+                    self.audit(request, cluster, "adopted", {"segment": segment.key})
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 continue
@@ -274,7 +277,9 @@ class PropensityModelAdmin(PropertyScopedAdmin):
             if problems:
                 self.message_user(request, f"{model.key}: {' '.join(problems)}", messages.ERROR)
                 continue
-            version = propensity.version_start(model=model, user=request.user, enqueue=True)
+            with transaction.atomic():
+                version = propensity.version_start(model=model, user=request.user, enqueue=True)
+                self.audit(request, model, "training_started", {"version": version.version})
             self.message_user(
                 request, f"{model.key} v{version.version} queued for training.", messages.SUCCESS
             )
@@ -316,11 +321,13 @@ class GuardrailCheckAdmin(PropertyScopedAdmin):
             ):
                 continue
             rule.status = RuleStatus.PAUSED
-            rule_save(
-                rule=rule,
-                user=request.user,
-                note="paused on its guardrail's suggestion",
-                evidence={"action": "paused by staff on guardrail", **check.evidence},
-            )
+            with transaction.atomic():
+                rule_save(
+                    rule=rule,
+                    user=request.user,
+                    note="paused on its guardrail's suggestion",
+                    evidence={"action": "paused by staff on guardrail", **check.evidence},
+                )
+                self.audit(request, check, "rule_paused", {"rule": rule.key})
             count += 1
         self.message_user(request, f"{count} rule(s) paused.", messages.SUCCESS)

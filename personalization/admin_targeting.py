@@ -373,7 +373,9 @@ class RuleAdmin(PropertyScopedAdmin):
         for rule in queryset:
             if has_property_perm(request.user, self.change_perm, rule.property_id):
                 rule.status = status
-                rule_save(rule=rule, user=request.user, note=f"set {status} from the list")
+                with transaction.atomic():
+                    rule_save(rule=rule, user=request.user, note=f"set {status} from the list")
+                    self.audit(request, rule, status)
                 count += 1
         self.message_user(request, f"{count} rule(s) now {status}.", messages.SUCCESS)
 
@@ -418,7 +420,9 @@ class RuleAdmin(PropertyScopedAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:personalization_rule_change", args=[pk]))
         try:
-            rule_restore(rule=rule, version=version, user=request.user)
+            with transaction.atomic():
+                rule_restore(rule=rule, version=version, user=request.user)
+                self.audit(request, rule, "restored", {"version": version})
         except ApplicationError as exc:  # an unknown version in the URL: say so, not a 500
             messages.error(request, exc.message)
         else:
