@@ -305,6 +305,29 @@ def test_rollup_hourly__slot_window_widened__purchase_31_minutes_later_counts(kn
     assert (row["conversions"], row["revenue"]) == (1, 50.0)
 
 
+def test_rollup_hourly__window_changed_after_a_run__next_incremental_run_recomputes(known):
+    # Given rows computed with the default 30-minute window (p2's purchase 31 minutes
+    # after the exposure does not count), and nothing new since
+    prop, t0 = known["prop"], known["t0"]
+    rollup_hourly(property_id=prop.pk)
+    key = (t0, "headline", "rule", "r-short", 2, "short", "desktop", "personalized")
+    assert hourly_rows(prop)[key]["conversions"] == 0
+    assert rollup_hourly(property_id=prop.pk).skipped
+    # When marketing widens the slot's window, and the next run is an incremental one
+    window = AttributionWindow.objects.create(property=prop, slot_key="headline", seconds=2700)
+    result = rollup_hourly(property_id=prop.pk)
+    # Then it recomputes every hour with the new window: the purchase counts
+    assert not result.skipped and hourly_rows(prop)[key]["conversions"] == 1
+    widened = hourly_rows(prop)
+    assert rollup_hourly(property_id=prop.pk).skipped  # and once only
+    rollup_hourly(property_id=prop.pk, full=True)
+    assert hourly_rows(prop) == widened
+    # When the window is removed again  Then the next run goes back to the default
+    window.delete()
+    assert not rollup_hourly(property_id=prop.pk).skipped
+    assert hourly_rows(prop)[key]["conversions"] == 0
+
+
 def test_rollup_hourly__late_event_then_rerun__folded_in_then_nothing_changes(known):
     # Given a first run
     prop, t0, log, m = known["prop"], known["t0"], known["log"], known["m"]

@@ -97,6 +97,7 @@ ADMIN_MODELS: dict[str, Caps] = {
     "personalization.cluster": Caps(view=MAS, add=NOBODY, change=MS, delete=MS),
     "personalization.propensitymodel": CONFIG,
     "personalization.guardrailcheck": Caps(view=MAS, add=NOBODY, change=MS, delete=NOBODY),
+    "dashboard.attributionwindow": CONFIG,
 }
 
 
@@ -128,6 +129,7 @@ ROUTES: dict[str, Rule] = {
         by_url={
             "/admin/auth/": ONLY_S,
             "/admin/consent/": frozenset({M, P, S}),  # marketing: the configuration audit
+            "/admin/dashboard/": MAS,  # attribution windows
             "/admin/personalization/": MAPS,
         }
     ),

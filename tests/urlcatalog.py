@@ -24,6 +24,7 @@ from consent.models import AccessExport, AuditEntry, AuditKind, PrivacyRequest
 from consent.services.audit import audit_record
 from consent.services.requests import privacy_request_submit
 from consent.services.retention import retention_policy_set, retention_purge
+from dashboard.models import AttributionWindow
 from personalization.models import (
     EventType,
     Experiment,
@@ -131,6 +132,7 @@ def _side(shop: Shop, officer: Any) -> Side:
         action="rule.changed", property_id=prop.pk, kind=AuditKind.CONFIGURATION, user=officer
     )
     _learning_objects(prop, headline, goal)
+    AttributionWindow.objects.create(property=prop, slot_key="headline", seconds=600)
     side = Side(shop=shop)
     for admin_model, model_admin in admin.site._registry.items():
         label = f"{admin_model._meta.app_label}.{admin_model._meta.model_name}"

@@ -264,6 +264,16 @@ def _chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime
         start += step
 
 
+def _windows(property_id: int) -> list[Any]:
+    """The attribution windows rows are computed with, as stored in the run's cursor: when
+    they differ from the last run's (a window added, changed or removed in the admin, or
+    the default setting changed), every hour is recomputed."""
+    custom = AttributionWindow.objects.filter(property_id=property_id).values_list(
+        "slot_key", "seconds"
+    )
+    return [settings.DASHBOARD_ATTRIBUTION_WINDOW, sorted([k, n] for k, n in custom)]
+
+
 def _longest_window(property_id: int) -> timedelta:
     custom = AttributionWindow.objects.filter(property_id=property_id).values_list(
         "seconds", flat=True
@@ -402,15 +412,21 @@ def rollup_hourly(
     """Fold new adjustments, decisions and events of a property into the hourly rollup.
 
     ``full`` recomputes every hour from the first adjustment or decision (and drops rows
-    of hours before it).
+    of hours before it); so does a change of the property's attribution windows.
     """
     started = time.monotonic()
     now = timezone.now()
     result = state.RollupResult(RollupKind.HOURLY, property_id)
     cursor = state.cursor_for({"adjustment": Adjustment, "decision": Decision, "event": Event})
+    cursor["windows"] = _windows(property_id)
     end = state.hour_floor(now) + timedelta(hours=1)
     previous = state.state_get(property_id, RollupKind.HOURLY)
-    if full or previous is None:
+    # A state from before windows were recorded counts as computed with today's windows.
+    changed = (
+        previous is not None
+        and previous.cursor.get("windows", cursor["windows"]) != (cursor["windows"])
+    )
+    if full or previous is None or changed:
         # A decision without answers still has suppression rows: from the earliest of both.
         firsts = [
             first
