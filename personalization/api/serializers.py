@@ -7,14 +7,27 @@ class UtmSerializer(serializers.Serializer):
     source = serializers.CharField(required=False)  # type: ignore[assignment]
     medium = serializers.CharField(required=False)
     campaign = serializers.CharField(required=False)
+    term = serializers.CharField(required=False)
+    content = serializers.CharField(required=False)
 
 
-class EventContextSerializer(serializers.Serializer):
-    url = serializers.CharField(required=False)
-    referrer = serializers.CharField(required=False)
-    user_agent = serializers.CharField(required=False)
+class PageContextSerializer(serializers.Serializer):
+    """The page's context: the same object with events and with decide (where conditions
+    read it as ``context.<field>``; ``event_schemas.CONTEXT_PROPERTIES`` checks it)."""
+
+    url = serializers.CharField(required=False, max_length=2048)
+    referrer = serializers.CharField(required=False, max_length=2048)
+    user_agent = serializers.CharField(required=False, max_length=1024)
+    title = serializers.CharField(required=False, max_length=256)
+    locale = serializers.CharField(required=False, max_length=35)
+    timezone = serializers.CharField(required=False, max_length=64)
+    screen = serializers.CharField(required=False, max_length=32)
     utm = UtmSerializer(required=False)
-    attributes = serializers.DictField(required=False)
+    attributes = serializers.DictField(
+        required=False,
+        help_text="At most 50; with decide, scalars or lists of scalars, read by conditions "
+        "under their own names.",
+    )
 
 
 class EventSerializer(serializers.Serializer):
@@ -27,7 +40,7 @@ class EventSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
     decision_id = serializers.UUIDField(required=False, allow_null=True)
     properties = serializers.DictField(required=False)
-    context = EventContextSerializer(required=False)  # type: ignore[assignment]
+    context = PageContextSerializer(required=False)  # type: ignore[assignment]
 
 
 class EventBatchSerializer(serializers.Serializer):
@@ -88,18 +101,11 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
 
 
-class DecideContextSerializer(serializers.Serializer):
-    url = serializers.CharField(required=False)
-    referrer = serializers.CharField(required=False)
-    user_agent = serializers.CharField(required=False)
-    attributes = serializers.DictField(required=False, help_text="Scalars or lists of scalars.")
-
-
 class DecideInputSerializer(serializers.Serializer):
     visitor_id = serializers.CharField(max_length=128)
     session_id = serializers.CharField(max_length=128)
     slots = serializers.ListField(child=serializers.CharField(max_length=64), max_length=50)
-    context = DecideContextSerializer(required=False)  # type: ignore[assignment]
+    context = PageContextSerializer(required=False)  # type: ignore[assignment]
 
 
 class SourceSerializer(serializers.Serializer):
