@@ -1312,7 +1312,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="HTTP: the decision log flushed by a Celery worker on the server's "
                    "core (production), or inside the request that fills a batch "
                    "(TASKS_IN_PROCESS)")  # fmt: skip
-    p.add_argument("--broker-url", default="redis://127.0.0.1:6379/12",
+    p.add_argument("--broker-url", default="redis://127.0.0.1:6379/4",
                    help="the flush worker's broker (flushed at the start)")  # fmt: skip
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)

@@ -447,7 +447,9 @@ class PrivacyRequestAdmin(PrivacyScopedAdmin):
             if not change:
                 received = datetime.combine(data["received_on"], time(12), tzinfo=UTC)
                 # Asked before the request exists (it is a row about the visitor too).
-                known = selectors.visitor_known(data["property"].pk, data["visitor_id"].strip())
+                known = data["kind"] != RequestKind.ACCESS or selectors.visitor_known(
+                    data["property"].pk, data["visitor_id"].strip()
+                )
                 created, merged = privacy_request_submit(
                     property_id=data["property"].pk,
                     kind=data["kind"],

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from guardian.shortcuts import get_objects_for_user
@@ -117,10 +118,17 @@ class PropertyScopedAdmin(admin.ModelAdmin):
         self.audit(request, obj, "changed", {"changes": message} if message else None)
         return entry
 
-    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
-        for obj in queryset:  # before the deletion, as Django logs it
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        with transaction.atomic():
             self.audit(request, obj, "deleted")
-        return super().log_deletions(request, queryset)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        # "Delete selected" runs outside a transaction: entries and rows go together.
+        with transaction.atomic():
+            for obj in queryset:
+                self.audit(request, obj, "deleted")
+            super().delete_queryset(request, queryset)
 
     def _property_id(self, obj: Any) -> int | None:
         target = obj

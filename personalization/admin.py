@@ -272,7 +272,7 @@ class QuarantinedEventAdmin(PropertyScopedAdmin):
             self.audit_on(
                 request,
                 property_id,
-                "quarantinedevent.replayed",
+                "quarantinedevent.replay",
                 f"personalization.quarantinedevent:{len(ids)} events",
                 {"events": len(ids), "first_ids": ids[:20]},
             )

@@ -439,6 +439,8 @@ class RolloutAdmin(PropertyScopedAdmin):
         count = 0
         for rollout in queryset:
             if has_property_perm(request.user, self.change_perm, rollout.property_id):
-                rollout_kill(rollout=rollout, user=request.user)
+                with transaction.atomic():
+                    rollout_kill(rollout=rollout, user=request.user)
+                    self.audit(request, rollout, "killed")
                 count += 1
         self.message_user(request, f"{count} rollout(s) killed.", messages.SUCCESS)

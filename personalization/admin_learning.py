@@ -157,7 +157,9 @@ class ClusterRunAdmin(PropertyScopedAdmin):
             if problems:
                 self.message_user(request, f"#{run.pk}: {' '.join(problems)}", messages.ERROR)
                 continue
-            new = cluster_rerun(run=run, user=request.user, enqueue=True)
+            with transaction.atomic():
+                new = cluster_rerun(run=run, user=request.user, enqueue=True)
+                self.audit(request, new, "queued", {"rerun_of": run.pk})
             self.message_user(request, f"Clustering #{new.pk} queued.", messages.SUCCESS)
 
 

@@ -31,7 +31,7 @@ from . import bucketing, hotstate, live
 from .db import from_db_json, insert_with_children, rule_counter_apply, update_rows, upsert_locked
 from .exceptions import ApplicationError
 from .learning import scoring
-from .models import Adjustment, Decision, Property, SessionBudget, SourceKind
+from .models import Adjustment, Decision, Property, SessionBudget, Slot, SourceKind
 from .ruleset import CompiledRule, CompiledSlot, RuleSet, ruleset_for
 from .selectors import visitor_signals_get, visitor_states_get
 from .signals import signals_for
@@ -274,23 +274,22 @@ def decide(
 
 
 def _static_defaults(prop: Property, request: DecideRequest) -> DecisionResult:
-    """Every known slot's default as stored (live content left empty); not logged."""
-    ruleset = ruleset_for(prop.pk)
+    """Every known slot's default as stored (live content left empty); not logged. Read
+    from the slots themselves, so this holds when compiling the rule set is what failed."""
     slots = list(dict.fromkeys(request.slots))
-    answers = {}
-    for key in (s for s in slots if s in ruleset.slots):
-        slot = ruleset.slots[key]
-        spec = slot.variants.get(slot.default)
-        content: dict = {} if spec is None else dict(spec.content)
-        if spec is not None and spec.strategy:
-            content.update(strategy=spec.strategy, items=[])
-        answers[key] = SlotAnswer(key, slot.default, content)
+    defaults: dict[str, tuple[str, dict]] = {}
+    for slot in Slot.objects.filter(property=prop, key__in=slots).prefetch_related("variants"):
+        variant = next((v for v in slot.variants.all() if v.key == slot.default_variant), None)
+        content: dict = {} if variant is None else dict(variant.content)
+        if variant is not None and variant.strategy:
+            content.update(strategy=variant.strategy, items=[])
+        defaults[slot.key] = (slot.default_variant, content)
     return DecisionResult(
         decision_id=uuid.uuid4(),
         personalized=False,
-        answers=answers,
+        answers={k: SlotAnswer(k, *defaults[k]) for k in slots if k in defaults},
         suppressed=[],
-        unknown_slots=[s for s in slots if s not in ruleset.slots],
+        unknown_slots=[k for k in slots if k not in defaults],
         logged=False,
     )
 

@@ -67,8 +67,9 @@ _element = {"element_id": _SHORT, "section": _SHORT, **_item}
 
 def _typed(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
     """Required properties present, known ones of their type and bounds; others are kept
-    as sent (DESIGN.md's example event carries more than its type reads)."""
-    return {"type": "object", "required": required, "properties": properties}
+    as sent (DESIGN.md's example event carries more than its type reads). ``revenue``,
+    which a revenue goal may read on any event type, is a bounded number wherever it is."""
+    return {"type": "object", "required": required, "properties": {"revenue": _MONEY, **properties}}
 
 
 # name -> (purpose, schema of ``properties``)

@@ -72,7 +72,7 @@ def test_config_audit__actions__revoke_and_replay_entered(shop, staff, consent):
     actions = {e.action: e for e in config_entries(shop.prop)}
     assert actions["apikey.revoked"].target == f"personalization.apikey:{key.pk}"
     assert key.prefix in actions["apikey.revoked"].details["object"]
-    assert actions["quarantinedevent.replayed"].details["events"] == len(ids) == 1
+    assert actions["quarantinedevent.replay"].details["events"] == len(ids) == 1
 
 
 def test_config_audit__marketing_reads_it__privacy_officer_does_not(shop, staff):
@@ -114,3 +114,20 @@ def test_config_audit__privacy_admin_changes__a_privacy_entry_not_a_configuratio
         kind="privacy", property=shop.prop, action="retention.changed"
     ).exists()
     assert not config_entries(shop.prop)
+
+
+def test_config_audit__delete_selected__entries_and_rows_go_together(shop, staff):
+    client = login(staff(MARKETING, shop.prop))
+    types = [
+        EventType.objects.create(property=shop.prop, name=f"t_{n}", schema={"type": "object"})
+        for n in range(2)
+    ]
+    response = client.post(
+        "/admin/personalization/eventtype/",
+        {"action": "delete_selected", "_selected_action": [t.pk for t in types], "post": "yes"},
+    )
+    assert response.status_code == 302 and not EventType.objects.exists()
+    assert sorted(e.target for e in config_entries(shop.prop)) == sorted(
+        f"personalization.eventtype:{t.pk}" for t in types
+    )
+    assert {e.action for e in config_entries(shop.prop)} == {"eventtype.deleted"}

@@ -379,9 +379,32 @@ def test_decide__engine_fails_inside__every_slot_default_and_the_failure_logged(
         "cta": "default",
     }
     assert all(v["source"] == {"kind": "default"} for v in data["slots"].values())
-    # and the failure is in the log, with its traceback; nothing was counted
+    # and the failure is in the log, with its traceback; nothing was counted or logged
     assert "serving defaults" in caplog.text and "a bug inside the engine" in caplog.text
-    assert not Adjustment.objects.filter(is_default=False).exists()
+    decision_log_flush()
+    assert not Decision.objects.exists() and not Adjustment.objects.exists()
+
+
+def test_decide__rule_set_cannot_compile__defaults_read_from_the_slots(store, monkeypatch):
+    # Given a property whose rule set fails to compile (a bug), nothing compiled before
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot compile")
+
+    monkeypatch.setattr(engine, "ruleset_for", broken)
+    body = {"visitor_id": "v-1", "session_id": "s-1", "slots": ["cta", "newsletter_popup", "x"]}
+    # When the storefront asks  Then every slot still gets its stored default
+    response = store.client().post(URL, body, format="json")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["slots"] == {
+        key: {
+            "variant": "default",
+            "content": {"text": f"{key} default"},
+            "source": {"kind": "default"},
+        }
+        for key in ("cta", "newsletter_popup")
+    }
+    assert data["unknown_slots"] == ["x"] and data["personalized"] is False
 
 
 def test_decide__bearer_in_any_case__accepted(store):

@@ -186,6 +186,17 @@ def test_events__design_example_properties__accepted_on_click_and_scroll(shop, c
     assert bad["quarantined"] == 1 and bad["errors"][0]["path"] == "properties.depth_pct"
 
 
+def test_events__revenue_on_any_built_in_type__must_be_a_number(shop, consent):
+    # A revenue goal may count any event type: a built-in type keeps extra properties,
+    # but a revenue it carries is a bounded number
+    consent(shop.prop, "v-1")
+    good = make_event("conversion", properties={"goal": "signup", "revenue": 12.5})
+    bad = make_event("conversion", properties={"goal": "signup", "revenue": "n/a"})
+    body = post(shop.client(), [good, bad]).json()
+    assert (body["accepted"], body["quarantined"]) == (1, 1)
+    assert body["errors"][0]["path"] == "properties.revenue"
+
+
 def test_events__custom_type__validated_by_its_schema(shop, consent):
     consent(shop.prop, "v-1")
     EventType.objects.create(

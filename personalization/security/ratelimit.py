@@ -81,7 +81,10 @@ def presented_key(request: HttpRequest) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if not header:
         return None
-    return hashlib.sha256(header.encode("utf-8", "replace")).hexdigest()[:32]
+    parts = header.split()
+    # One key, one count, however the scheme is spelled ("Bearer", "bearer", spacing).
+    token = parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else header
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def ratelimit_check(request: HttpRequest, now: float | None = None) -> Verdict | None:

@@ -211,6 +211,11 @@ def _exposures(experiment: Experiment, until: datetime) -> dict[str, Exposure]:
     return out
 
 
+def _number(value: Any) -> float:
+    """A revenue as stored: numbers count, anything else (a custom type's string) is 0."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 def _value_python(goal: Goal, exposure: Exposure, events: list[tuple], sessions: list) -> float:
     start, end = exposure.first_at, exposure.first_at + timedelta(hours=goal.window_hours)
     return _measure(goal, exposure, events, sessions, start, end)
@@ -252,7 +257,7 @@ def _measure(
         and (not goal.element_id or props.get("element_id") == goal.element_id)
     ]
     if goal.metric == GoalMetric.REVENUE:
-        return float(sum(float(p.get("revenue", 0)) for p in matching))
+        return float(sum(_number(p.get("revenue")) for p in matching))
     if goal.kind == GoalKind.BINARY:
         return float(bool(matching))
     return float(len(matching))
@@ -334,9 +339,12 @@ def summaries_sql(experiment: Experiment, goal: Goal, until: datetime) -> dict[s
 
         def agg(when: str) -> str:
             if goal.metric == GoalMetric.REVENUE:
-                return (
-                    f"COALESCE(SUM((ev.properties->>'revenue')::float8) FILTER (WHERE {when}), 0)"
+                # A custom type's schema may let revenue be anything: numbers only count.
+                revenue = (
+                    "CASE WHEN jsonb_typeof(ev.properties->'revenue') = 'number' "
+                    "THEN (ev.properties->>'revenue')::float8 END"
                 )
+                return f"COALESCE(SUM({revenue}) FILTER (WHERE {when}), 0)"
             if goal.kind == GoalKind.BINARY:
                 return f"(COUNT(ev.id) FILTER (WHERE {when}) > 0)::int"
             return f"COUNT(ev.id) FILTER (WHERE {when})"

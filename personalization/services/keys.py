@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import ApiKey, ApiKeyKind, Property
@@ -43,8 +44,15 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-    cache.delete(f"apikey:{key.key_hash}")
-    _memo.pop(key.key_hash, None)
+
+    def forget() -> None:
+        cache.delete(f"apikey:{key.key_hash}")
+        _memo.pop(key.key_hash, None)
+
+    # Now, and again after the commit: a request in between could cache the row as it
+    # still stands in the database, unrevoked.
+    forget()
+    transaction.on_commit(forget)
     return key
 
 
