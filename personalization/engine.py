@@ -364,7 +364,7 @@ def _decide(
     limit = prop.max_adjustments_per_session or None
 
     # 2. Candidates, 3. filters, 4. resolution — per slot, in the order asked.
-    winners: dict[str, CompiledRule] = {}
+    winners: dict[str, CompiledRule | ModelWin] = {}
     for slot_key in known:
         slot = ruleset.slots[slot_key]
         live = live_by_slot[slot_key]
@@ -416,10 +416,12 @@ def _decide(
         displaces = chosen is not None and (
             chosen.stickiness_override and held is not None and chosen.priority > held["priority"]
         )
+        # What the session showed: a rule still active, or the model the slot still serves.
+        held_model = held is not None and bool(slot.model) and held.get("model") == slot.model
         keep_held = (
             held is not None
-            and held.get("rule_id") in active_ids
-            and (chosen is None or chosen.id != held["rule_id"])
+            and (held.get("rule_id") in active_ids or held_model)
+            and (chosen is None or chosen.id != held.get("rule_id"))
             and not displaces
         )
         if keep_held:
@@ -432,7 +434,7 @@ def _decide(
                 slot_key,
                 held["variant"],
                 _content(slot, held["variant"], attributes, ruleset, prop, now),
-                SourceKind.RULE,
+                SourceKind.MODEL if held_model else SourceKind.RULE,
                 held["key"],
                 held["version"],
                 held["priority"],
@@ -472,6 +474,9 @@ def _decide(
                 used += 1
                 model.content = _content(slot, model.variant, attributes, ruleset, prop, now)
                 result.answers[slot_key] = model
+                # Applied like a rule's answer: a unit of the session's budget, and kept
+                # for the session (stickiness).
+                winners[slot_key] = ModelWin(model.key, model.version, model.variant)
             else:
                 result.answers[slot_key] = _default_answer(slot, attributes, ruleset, prop, now)
 
@@ -500,6 +505,26 @@ def _decide(
             result.logged = False
     result.personalized = any(not a.is_default for a in result.answers.values())
     return result
+
+
+@dataclass(frozen=True)
+class ModelWin:
+    """A model-served answer being applied: it takes a unit of the session's budget and is
+    remembered for stickiness, like a rule's; it has no cooldown or caps of its own."""
+
+    key: str
+    version: int | None
+    variant: str
+    cooldown_s: int = 0
+    cap_session: int | None = None
+    cap_day: int | None = None
+    cap_week: int | None = None
+    priority: int = 0
+
+    @property
+    def id(self) -> str:
+        """The winner's name in the Lua apply: never a rule id (digits), so no counters."""
+        return f"m:{self.key}"
 
 
 def _model_answer(slot: CompiledSlot, attributes: dict) -> SlotAnswer | None:
@@ -607,7 +632,7 @@ def _apply_and_log_hot(
     prop: Property,
     request: DecideRequest,
     result: DecisionResult,
-    winners: dict[str, CompiledRule],
+    winners: dict[str, CompiledRule | ModelWin],
     counters: _Counters,
     limit: int | None,
     now: datetime,
@@ -656,7 +681,7 @@ def _apply_and_log_hot(
 
 def _lost_race(
     result: DecisionResult,
-    winners: dict[str, CompiledRule],
+    winners: dict[str, CompiledRule | ModelWin],
     slot_key: str,
     reason: str,
     attributes: dict,
@@ -666,15 +691,27 @@ def _lost_race(
     """A concurrent decision took the winner's last cap or budget unit: the slot falls back
     to its default, and the winner is listed as suppressed."""
     rule = winners.pop(slot_key)
-    result.suppressed.append({"slot": slot_key, "candidate": f"rule:{rule.key}", "reason": reason})
+    kind = "model" if isinstance(rule, ModelWin) else "rule"
+    result.suppressed.append(
+        {"slot": slot_key, "candidate": f"{kind}:{rule.key}", "reason": reason}
+    )
     ruleset = ruleset_for(prop.pk)
     result.answers[slot_key] = _default_answer(
         ruleset.slots[slot_key], attributes, ruleset, prop, now
     )
 
 
-def _sticky_entry(rule: CompiledRule) -> dict[str, Any]:
-    """What a session remembers of the rule that adjusted a slot (stickiness)."""
+def _sticky_entry(rule: CompiledRule | ModelWin) -> dict[str, Any]:
+    """What a session remembers of the rule or model that adjusted a slot (stickiness)."""
+    if isinstance(rule, ModelWin):
+        return {
+            "rule_id": None,
+            "model": rule.key,
+            "key": rule.key,
+            "version": rule.version,
+            "variant": rule.variant,
+            "priority": rule.priority,
+        }
     return {
         "rule_id": rule.id,
         "key": rule.key,
@@ -688,7 +725,7 @@ def _apply_and_log(
     prop: Property,
     request: DecideRequest,
     result: DecisionResult,
-    winners: dict[str, CompiledRule],
+    winners: dict[str, CompiledRule | ModelWin],
     counters: _Counters,
     limit: int | None,
     now: datetime,
@@ -721,6 +758,8 @@ def _apply_and_log(
             reason = None
             if limit is not None and budget.adjustments >= limit:
                 reason = SESSION_BUDGET
+            elif isinstance(rule, ModelWin):
+                pass  # no cooldown or caps: only the budget
             elif not rule_counter_apply(
                 property_id=prop.pk,
                 visitor_id=request.visitor_id,

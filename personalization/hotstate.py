@@ -118,22 +118,25 @@ i = 10
 n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 while i <= #ARGV do
   local rid = ARGV[i]
-  local c = redis.call('HMGET', KEYS[1], rid .. ':s', rid .. ':sc', rid .. ':d', rid .. ':dc',
-                       rid .. ':w', rid .. ':wc')
-  local keys = {sk, dk, wk}
-  local sets = {}
-  for w = 1, 3 do
-    local count = 1
-    if c[w * 2 - 1] == keys[w] then count = tonumber(c[w * 2]) + 1 end
-    local suffix = ({':s', ':d', ':w'})[w]
-    table.insert(sets, rid .. suffix)
-    table.insert(sets, keys[w])
-    table.insert(sets, rid .. suffix .. 'c')
-    table.insert(sets, count)
+  -- a model's answer ("m:<key>") has no counters: only the budget and stickiness
+  if string.sub(rid, 1, 2) ~= 'm:' then
+    local c = redis.call('HMGET', KEYS[1], rid .. ':s', rid .. ':sc', rid .. ':d', rid .. ':dc',
+                         rid .. ':w', rid .. ':wc')
+    local keys = {sk, dk, wk}
+    local sets = {}
+    for w = 1, 3 do
+      local count = 1
+      if c[w * 2 - 1] == keys[w] then count = tonumber(c[w * 2]) + 1 end
+      local suffix = ({':s', ':d', ':w'})[w]
+      table.insert(sets, rid .. suffix)
+      table.insert(sets, keys[w])
+      table.insert(sets, rid .. suffix .. 'c')
+      table.insert(sets, count)
+    end
+    table.insert(sets, rid .. ':t')
+    table.insert(sets, ARGV[1])
+    redis.call('HSET', KEYS[1], unpack(sets))
   end
-  table.insert(sets, rid .. ':t')
-  table.insert(sets, ARGV[1])
-  redis.call('HSET', KEYS[1], unpack(sets))
   redis.call('HSET', KEYS[2], 's:' .. ARGV[i + 1], ARGV[i + 6])
   n = n + 1
   i = i + 7
@@ -577,7 +580,7 @@ def on_visitor_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
 @dataclass(frozen=True)
 class Winner:
     slot: str
-    rule_id: int
+    rule_id: int | str  # a rule's id, or "m:<key>" for a model's answer (no counters)
     cooldown_s: int
     cap_session: int | None
     cap_day: int | None

@@ -32,6 +32,15 @@ def needs(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def hot_state_use(settings: Any, hot_state: str) -> None:
+    """The engine's hot state in the database ("database") or in Redis ("redis", which a
+    laptop without Redis skips)."""
+    if hot_state == "database":
+        settings.DECIDE_REDIS_URL = ""
+    else:
+        needs(bool(settings.DECIDE_REDIS_URL), "this test needs Redis (set REDIS_URL=redis://…)")
+
+
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 

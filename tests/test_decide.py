@@ -16,7 +16,7 @@ from personalization.hotstate import decision_log_flush
 from personalization.models import Adjustment, Decision, Rule, RuleVersion
 from personalization.services.ingest import events_ingest
 from personalization.services.rules import rule_restore, rule_save
-from tests.conftest import make_event, needs
+from tests.conftest import hot_state_use, make_event
 from tests.targeting import rule, slot
 
 URL = "/api/v1/decide"
@@ -448,10 +448,7 @@ def test_decide__concurrent_decisions__never_exceed_a_cap(
     postgres_only, make_shop, consent, settings, hot_state
 ):
     # Given the counters in the database (conditional upserts) or in Redis (a Lua script)
-    if hot_state == "database":
-        settings.DECIDE_REDIS_URL = ""
-    else:
-        needs(bool(settings.DECIDE_REDIS_URL), "this test needs Redis (set REDIS_URL=redis://…)")
+    hot_state_use(settings, hot_state)
     # and a rule that may apply once a day, and eight racing page views in eight sessions
     shop = make_shop()
     shop.prop.holdout_pct = 0

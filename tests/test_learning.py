@@ -30,7 +30,7 @@ from personalization.models import (
     VersionStatus,
 )
 from personalization.permissions import PRIVACY_OFFICERS
-from tests.conftest import needs
+from tests.conftest import hot_state_use, needs
 from tests.learning import cta_model, log_answers, planted_visitors, visitor_with
 from tests.privacy import request_made, run_work
 from tests.targeting import rule, slot
@@ -310,6 +310,49 @@ def test_decide__slot_serving_best_variant__model_answer_and_default_without_mod
         "key": "cta-click",
         "version": version.version,
     }
+
+
+@pytest.mark.parametrize("hot_state", ["database", "redis"])
+def test_decide__model_answer__takes_the_session_budget_and_sticks(
+    shop, consent, settings, monkeypatch, hot_state
+):
+    hot_state_use(settings, hot_state)
+    # Given "cta" served by a promoted model (b for the mobile visitor), a rule on another
+    # slot for everyone, and one adjustment a session
+    model = cta_model(shop.prop)
+    Slot.objects.filter(pk=model.slot_id).update(serve_model=model)
+    slot(shop.prop, "headline", {"short": {"text": "Quick"}})
+    rule(shop.prop, "everyone", "headline", "short")
+    shop.prop.holdout_pct = 0
+    shop.prop.max_adjustments_per_session = 1
+    shop.prop.save()
+    consent(shop.prop, "phone")
+    visitor_with(shop.prop, "phone", "skimmer", random.Random(4))
+    log_answers(shop.prop, consent, 400)
+    version = trained(model)
+    first = decide(shop.prop, DecideRequest("phone", "s-phone", ["cta"]))
+    assert first.answers["cta"].variant == "b" and first.answers["cta"].kind == "model"
+    # When the same session asks for the other slot
+    second = decide(shop.prop, DecideRequest("phone", "s-phone", ["headline"]))
+    # Then the model's answer took the session's one adjustment: the rule waits
+    assert second.answers["headline"].variant == "default"
+    assert second.suppressed == [
+        {"slot": "headline", "candidate": "rule:everyone", "reason": "session_budget"}
+    ]
+    # When the model would now answer otherwise (its scores moved)
+    monkeypatch.setattr("personalization.engine._model_answer", lambda slot, attributes: None)
+    again = decide(shop.prop, DecideRequest("phone", "s-phone", ["cta"]))
+    # Then the session keeps what it showed, from the model, without another adjustment
+    assert again.answers["cta"].variant == "b"
+    assert again.answers["cta"].source() == {
+        "kind": "model",
+        "key": "cta-click",
+        "version": version.version,
+    }
+    assert again.personalized is True
+    # while a new session gets the model's new answer (here: the default)
+    fresh = decide(shop.prop, DecideRequest("phone", "s-phone-2", ["cta"]))
+    assert fresh.answers["cta"].variant == "default"
 
 
 def test_scoring__artifact_unreadable__no_score_and_decide_serves_defaults(shop, consent):
