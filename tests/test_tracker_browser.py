@@ -68,9 +68,21 @@ class Storefront:
         self.page.locator(".ma-banner").get_by_role("button", name=label).click()
 
     def accept_all(self) -> None:
-        """Accept in the banner, and wait until the API has confirmed it (then collection runs)."""
+        """Accept in the banner, and wait until the API has confirmed it (then collection runs).
+        On a timeout, say what the page asked of the API and what it logged (a rare failure
+        of the cross-origin test in CI left nothing else to go on)."""
         self.choose("Accept all")
-        self.page.wait_for_function("() => microadjust.consent.get().analytics === true")
+        try:
+            self.wait(
+                lambda: self.page.evaluate("() => microadjust.consent.get().analytics === true"),
+                timeout=30,
+                what="the API to confirm consent",
+            )
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; API calls {self.calls}, warnings {self.warnings}, "
+                f"page errors {self.page_errors}"
+            ) from exc
 
     def wait(self, condition: Callable[[], Any], timeout: float = 8.0, what: str = "") -> Any:
         """Poll ``condition`` while the browser (and Playwright's route handlers) keep running."""
