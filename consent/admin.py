@@ -502,8 +502,6 @@ class AuditEntryAdmin(ReadOnlyMixin, PropertyScopedAdmin):
     """Privacy officers read the privacy entries of their properties, marketing the
     configuration entries of theirs. Nobody edits the log."""
 
-    audit_kind = None  # privacy services write their own entries
-
     list_display = ["at", "actor_label", "action", "property", "target", "details"]
     list_filter = ["kind", "action"]
     search_fields = ["=target", "action"]

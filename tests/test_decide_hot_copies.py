@@ -59,6 +59,14 @@ def _consent_copy(prop, vid: str, epoch: int = 0):
     return None if raw is None else hotstate._consent_row(raw)
 
 
+def _personalized_with_copies(prop) -> None:
+    """v-1's three page views, then a personalized decision that copied their consent into
+    Redis."""
+    _page_views(prop, "v-1", 3)
+    assert decide(prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
+    assert _consent_copy(prop, "v-1") is not None
+
+
 def _page_views(prop, vid: str, n: int, session: str = "s-1") -> None:
     now = timezone.now()
     events = [
@@ -123,9 +131,7 @@ def test_hot_copies__consent_withdrawn__very_next_decision_not_personalized(
     store, django_capture_on_commit_callbacks, committed
 ):
     # Given a personalized decision whose consent was copied into Redis
-    _page_views(store.prop, "v-1", 3)
-    assert decide(store.prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
-    assert _consent_copy(store.prop, "v-1") is not None
+    _personalized_with_copies(store.prop)
     # When the visitor withdraws consent to personalization
     with django_capture_on_commit_callbacks(execute=committed):
         consent_record(
@@ -239,9 +245,7 @@ def test_hot_copies__withdrawal_while_this_process_skips_redis__copy_still_dropp
     import time
 
     # Given a personalized decision whose consent was copied into Redis
-    _page_views(store.prop, "v-1", 3)
-    assert decide(store.prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
-    assert _consent_copy(store.prop, "v-1") is not None
+    _personalized_with_copies(store.prop)
     # When consent is withdrawn in the second this process skips Redis after a failure
     hotstate._down_until = time.monotonic() + 60
     try:
@@ -265,9 +269,7 @@ def test_hot_copies__redis_unreachable_at_withdrawal__stale_copy_never_read_agai
     store, settings, django_capture_on_commit_callbacks, committed
 ):
     # Given a personalized decision whose consent (granted) was copied into Redis
-    _page_views(store.prop, "v-1", 3)
-    assert decide(store.prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
-    assert _consent_copy(store.prop, "v-1") is not None
+    _personalized_with_copies(store.prop)
     # When the visitor withdraws while the hot-state Redis cannot be reached (a real
     # refused connection: nothing listens on port 1)
     real = settings.DECIDE_REDIS_URL

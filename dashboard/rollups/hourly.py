@@ -274,11 +274,10 @@ def _windows(property_id: int) -> list[Any]:
     return [settings.DASHBOARD_ATTRIBUTION_WINDOW, sorted([k, n] for k, n in custom)]
 
 
-def _longest_window(property_id: int) -> timedelta:
-    custom = AttributionWindow.objects.filter(property_id=property_id).values_list(
-        "seconds", flat=True
-    )
-    return timedelta(seconds=max([settings.DASHBOARD_ATTRIBUTION_WINDOW, *custom]))
+def _longest_window(windows: list[Any]) -> timedelta:
+    """The longest of the windows ``_windows`` read."""
+    default, custom = windows
+    return timedelta(seconds=max([default, *(seconds for _, seconds in custom)]))
 
 
 def _decided_hours(property_id: int, found: tuple[QuerySet, Q], floor: datetime) -> set[datetime]:
@@ -366,7 +365,7 @@ def _touched_spans(
     """
     floor = state.late_cutoff(now)
     done = previous.cursor
-    reach = _longest_window(property_id) + SESSION_LOOKBACK
+    reach = _longest_window(cursor["windows"]) + SESSION_LOOKBACK
     lowest = state.hour_floor(floor - reach)
     since = previous.watermark
     logged = [
@@ -421,11 +420,9 @@ def rollup_hourly(
     cursor["windows"] = _windows(property_id)
     end = state.hour_floor(now) + timedelta(hours=1)
     previous = state.state_get(property_id, RollupKind.HOURLY)
+    windows = cursor["windows"]
     # A state from before windows were recorded counts as computed with today's windows.
-    changed = (
-        previous is not None
-        and previous.cursor.get("windows", cursor["windows"]) != (cursor["windows"])
-    )
+    changed = previous is not None and previous.cursor.get("windows", windows) != windows
     if full or previous is None or changed:
         # A decision without answers still has suppression rows: from the earliest of both.
         firsts = [

@@ -6,7 +6,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from ..models import ApiKey
-from ..services.keys import api_key_authenticate
+from ..services.keys import api_key_authenticate, bearer_token
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -18,11 +18,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        parts = header.split()
-        # Authentication schemes are case-insensitive (RFC 9110 §11.1).
-        if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
+        token = bearer_token(header)
+        if token is None:
             raise exceptions.AuthenticationFailed("Send the key as 'Authorization: Bearer <key>'.")
-        key = api_key_authenticate(parts[1])
+        key = api_key_authenticate(token)
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         return (AnonymousUser(), key)

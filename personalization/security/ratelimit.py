@@ -26,6 +26,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..api.errors import error_body
+from ..services.keys import bearer_token
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,8 @@ def presented_key(request: HttpRequest) -> str | None:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if not header:
         return None
-    parts = header.split()
     # One key, one count, however the scheme is spelled ("Bearer", "bearer", spacing).
-    token = parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else header
+    token = bearer_token(header) or header
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
 

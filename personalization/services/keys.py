@@ -64,6 +64,15 @@ _memo: dict[str, tuple[float, ApiKey]] = {}
 MEMO_MAX = 10_000
 
 
+def bearer_token(header: str) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header (the scheme in any case, as
+    RFC 9110 §11.1 has it); None for any other shape."""
+    parts = header.split()
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        return parts[1]
+    return None
+
+
 def api_key_authenticate(raw: str) -> ApiKey | None:
     if not raw.startswith(("pk_", "sk_")) or len(raw) > 100:
         return None
