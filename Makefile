@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# `make run` chooses the embedded defaults explicitly: SQLite and in-process tasks.
-RUN_ENV := DJANGO_DEBUG=1 DATABASE_URL=sqlite:///db.sqlite3 TASKS_IN_PROCESS=1
+# `make run` chooses the embedded defaults explicitly: SQLite, and a real Celery worker with
+# beat on kombu's folder broker (the scheduled work runs as in production, no Redis needed).
+RUN_ENV := DJANGO_DEBUG=1 DATABASE_URL=sqlite:///db.sqlite3 CELERY_BROKER_URL=filesystem:// \
+	DEMO_ENABLED=1
 # `make test` uses DATABASE_URL and CELERY_BROKER_URL when given (CI gives PostgreSQL and
 # Redis); on a laptop without them it falls back, explicitly, to SQLite and in-process tasks.
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),sqlite:///test.sqlite3)
-TEST_ENV := DJANGO_DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) \
+TEST_ENV := DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-secret-key \
+	VISITOR_HASH_KEY=test-only-visitor-hash-key DATABASE_URL=$(TEST_DATABASE_URL) \
 	$(if $(CELERY_BROKER_URL),CELERY_BROKER_URL=$(CELERY_BROKER_URL),TASKS_IN_PROCESS=1)
 
 .PHONY: run test install lint typecheck demo worker beat clean
@@ -28,7 +31,12 @@ run: $(STAMP)
 	$(RUN_ENV) $(BIN)/python manage.py load_demo
 	$(RUN_ENV) $(BIN)/python manage.py dashboard_rollup
 	@echo "Serving on http://127.0.0.1:8000 (admin: /admin/, dashboards: /dashboard/)"
-	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	@echo "Scheduled work: a Celery worker with beat, its log in var/celery.log"
+	@mkdir -p var
+	$(RUN_ENV) sh -c '$(BIN)/celery -A personalization worker -B -c 1 -l info \
+		-s var/celerybeat-schedule >var/celery.log 2>&1 & worker=$$!; \
+		trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+		$(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/ruff check .

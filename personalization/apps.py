@@ -13,7 +13,9 @@ class PersonalizationConfig(AppConfig):
         lockout.install()
 
         from consent import registry
+        from consent.models import RetentionRun
 
+        from . import ruleset
         from .hotstate import decisions_export as hotstate_export
         from .hotstate import visitor_erase as hotstate_erase
         from .learning import maintenance as learning_maintenance
@@ -23,34 +25,15 @@ class PersonalizationConfig(AppConfig):
             Decision,
             Event,
             QuarantinedEvent,
-            Rule,
             RuleCounter,
-            Segment,
             SegmentMember,
             Session,
             SessionBudget,
-            Slot,
             SurveyResponse,
             TrainingMember,
-            Variant,
             Visitor,
         )
-        from .ruleset import config_bump
-
-        def bump(sender: type, instance: object, **kwargs: object) -> None:
-            property_id = getattr(instance, "property_id", None)
-            if property_id is None and isinstance(instance, Variant):
-                property_id = (
-                    Slot.objects.filter(pk=instance.slot_id)
-                    .values_list("property_id", flat=True)
-                    .first()
-                )
-            if property_id is not None:
-                config_bump(property_id)
-
-        from consent.models import RetentionRun
-
-        from .models import Experiment, Goal, Rollout
+        from .models.config import config_changed
 
         # What was learned from a visitor erased since is retrained in the next retention run.
         post_save.connect(
@@ -69,9 +52,15 @@ class PersonalizationConfig(AppConfig):
             hotstate.on_visitor_deleted, sender=Visitor, dispatch_uid="hotstate-visitor-deleted"
         )
 
-        for model in (Slot, Variant, Segment, SegmentMember, Rule, Experiment, Rollout, Goal):
-            post_save.connect(bump, sender=model, dispatch_uid=f"bump-{model.__name__}")
-            post_delete.connect(bump, sender=model, dispatch_uid=f"bump-del-{model.__name__}")
+        # Every configuration change reaches every process's next decision (ruleset.py).
+        # The receivers are module-level functions: Django keeps receivers by weak reference.
+        for model in ruleset.CONFIG_MODELS:
+            name = model.__name__
+            post_save.connect(ruleset.on_config_saved, sender=model, dispatch_uid=f"bump-{name}")
+            post_delete.connect(
+                ruleset.on_config_saved, sender=model, dispatch_uid=f"bump-del-{name}"
+            )
+        config_changed.connect(ruleset.on_config_bulk_changed, dispatch_uid="bump-bulk")
 
         for store in (
             registry.VisitorStore(

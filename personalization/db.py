@@ -159,19 +159,24 @@ def rule_counter_apply(
     cap_day: int | None,
     cap_week: int | None,
 ) -> bool:
-    """Count one application of a rule, only if its cooldown and caps still allow it.
+    """Count one application of a rule, only if its cooldown and caps still allow it (and
+    the rule still exists).
 
     One conditional upsert: two concurrent decisions can never both take the last unit
     of a cap, whatever the isolation level.
     """
-    from .models import RuleCounter
+    from .models import Rule, RuleCounter
 
     t = _qn(RuleCounter._meta.db_table)
+    r = _qn(Rule._meta.db_table)
     adapt = connection.ops.adapt_datetimefield_value
     sql = (
         f"INSERT INTO {t} (property_id, visitor_id, rule_id, session_key, session_count, "
         "day_key, day_count, week_key, week_count, last_applied_at) "
-        "VALUES (%s, %s, %s, %s, 1, %s, 1, %s, 1, %s) "
+        "SELECT %s, %s, %s, %s, 1, %s, 1, %s, 1, %s "
+        # A rule deleted since this process compiled its rules counts nothing (and is not
+        # served): the log never points at a row that is gone.
+        f"WHERE EXISTS (SELECT 1 FROM {r} WHERE id = %s) "
         "ON CONFLICT (property_id, visitor_id, rule_id) DO UPDATE SET "
         f"session_count = CASE WHEN {t}.session_key = excluded.session_key "
         f"THEN {t}.session_count + 1 ELSE 1 END, "
@@ -194,6 +199,7 @@ def rule_counter_apply(
         day_key,
         week_key,
         adapt(now),
+        rule_id,
         BIG if cap_session is None else cap_session,
         BIG if cap_day is None else cap_day,
         BIG if cap_week is None else cap_week,

@@ -57,6 +57,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files compressed (gzip) with cache lifetimes of a year for hashed names; before
+    # everything else, so a static file costs no session, CSRF or rate-limit work.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "personalization.security.headers.SecurityHeadersMiddleware",
     "personalization.api.cors.ApiCorsMiddleware",
     # After CORS, so a browser can read a 429's Retry-After.
@@ -137,6 +140,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # collectstatic writes hashed, gzip-compressed copies; WhiteNoise serves them forever-cached.
+    "staticfiles": {"BACKEND": "personalization.staticfiles.StaticStorage"},
+}
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
@@ -195,6 +203,17 @@ if not TASKS_IN_PROCESS and not CELERY_BROKER_URL:
         "The setting CELERY_BROKER_URL is required (a Redis or RabbitMQ URL), "
         "unless TASKS_IN_PROCESS=1 explicitly asks for in-process task execution."
     )
+# `make run`'s embedded broker (no Redis on a laptop): kombu's folder queue, one machine only.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue = Path(env.str("CELERY_BROKER_FOLDER", default=str(BASE_DIR / "var" / "broker")))
+    _queue.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue),
+        "data_folder_out": str(_queue),
+        "control_folder": str(_queue / "control"),
+        "store_processed": False,
+    }
 CELERY_TASK_ALWAYS_EAGER = TASKS_IN_PROCESS
 CELERY_TASK_EAGER_PROPAGATES = TASKS_IN_PROCESS
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None

@@ -25,7 +25,6 @@ import pytest
 import redis as redis_py
 from celery import Celery
 from django.contrib.auth.models import Group
-from django.db import connection
 from django.utils import timezone
 
 from benchmarks.load import processes as procs
@@ -56,6 +55,7 @@ from personalization.permissions import PRIVACY_OFFICERS
 from tests.conftest import ALL_PURPOSES, is_postgres, needs
 from tests.learning import cta_model, log_answers
 from tests.privacy import media_root, raw_id, scan_db, scan_files, visitor_everywhere
+from tests.servers import production_env, suite_database_url
 from tests.test_dashboard_rollups import SHORT, Log
 from tests.test_dashboard_rollups import known as known  # the rollups' known dataset (a fixture)
 from tests.test_privacy_worker import started, wait_for
@@ -198,12 +198,11 @@ class App:
 
 
 def app_env(database_url: str, redis_url: str = "") -> dict[str, str]:
-    env = {
-        "DJANGO_DEBUG": "1",
-        "DATABASE_URL": database_url,
-        "TASKS_IN_PROCESS": "1",  # nothing on these paths enqueues; no broker to stop
-        "DATABASE_CONN_MAX_AGE": "60",
-    }
+    env = production_env(
+        DATABASE_URL=database_url,
+        TASKS_IN_PROCESS="1",  # nothing on these paths enqueues; no broker to stop
+        DATABASE_CONN_MAX_AGE="60",
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     return env
@@ -349,18 +348,14 @@ def broker() -> Iterator[procs.ThrowawayRedis]:
 
 
 def worker_env(broker: procs.ThrowawayRedis, media: Path) -> dict[str, str]:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return {
-        "DJANGO_DEBUG": "1",
+    return production_env(
         # the test database this test writes to (transactional: committed, visible)
-        "DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-        f"{db['NAME']}",
-        "CELERY_BROKER_URL": broker.url(0),
-        "MEDIA_ROOT": str(media),
-        "PRIVACY_ERASE_BATCH": "1",
-        "PRIVACY_FAULT_PAUSE_SECONDS": "0.3",
-    }
+        DATABASE_URL=suite_database_url(),
+        CELERY_BROKER_URL=broker.url(0),
+        MEDIA_ROOT=str(media),
+        PRIVACY_ERASE_BATCH="1",
+        PRIVACY_FAULT_PAUSE_SECONDS="0.3",
+    )
 
 
 def enqueue_on(broker: procs.ThrowawayRedis, monkeypatch) -> None:

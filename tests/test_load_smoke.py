@@ -5,23 +5,14 @@ event the API acknowledged is in the database exactly once. Latency is reported,
 import json
 import subprocess
 import sys
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from benchmarks.load import processes as procs
 from tests.conftest import is_postgres, needs
+from tests.servers import suite_database_url
 
 DURATION = 20
-
-
-def load_database_url() -> str:
-    """The test database (migrated already; the transactional test empties it afterwards)."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "postgres") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    host = db["HOST"] or "127.0.0.1"
-    return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -31,7 +22,7 @@ def test_load_smoke__mixed_storefront_load__no_errors_and_events_reconciled_exac
     # Given gunicorn, a Celery worker and beat on PostgreSQL and a Redis of their own
     report_path = tmp_path / "load.json"
     args = ["--duration", str(DURATION), "--clients", "3", "--database-url"]
-    args += [load_database_url(), "--out", str(report_path), "--logs", str(tmp_path / "logs")]
+    args += [suite_database_url(), "--out", str(report_path), "--logs", str(tmp_path / "logs")]
     # When a mixed storefront load runs against them
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.load.run", *args],

@@ -418,8 +418,19 @@ def test_headers__production_mode__hsts_and_secure_cookies():
     assert cookies == "True True True"
 
 
-def test_headers__debug_mode__no_hsts(db):
-    assert "Strict-Transport-Security" not in Client().get("/admin/login/", secure=True)
+def test_headers__debug_mode__no_hsts(tmp_path: Path):
+    # Given a development process (DJANGO_DEBUG=1: the suite itself runs in production mode)
+    code = (
+        "import django; django.setup(); from django.test import Client;"
+        "r = Client().get('/admin/login/', secure=True);"
+        "print(r.status_code, 'Strict-Transport-Security' in r)"
+    )
+    dev = {"DJANGO_DEBUG": "1", "TASKS_IN_PROCESS": "1"}
+    dev["DATABASE_URL"] = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
+    # When it serves a page over HTTPS
+    result = _run([sys.executable, "-c", code], dev)
+    # Then it answers without HSTS (a browser would pin the developer's localhost to HTTPS)
+    assert result.stdout.split() == ["200", "False"], result.stdout + result.stderr
 
 
 # check --deploy and start-up refusals -------------------------------------------------

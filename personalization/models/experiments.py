@@ -3,6 +3,7 @@ import builtins
 from django.conf import settings
 from django.db import models
 
+from .config import ConfigManager
 from .properties import Property
 from .targeting import Slot
 
@@ -34,6 +35,8 @@ class Goal(models.Model):
     )
     retention_days = models.PositiveIntegerField(default=7)
     inverse = models.BooleanField(default=False, help_text="Lower is better (e.g. bounces).")
+
+    objects = ConfigManager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="goal_key")]
@@ -93,6 +96,8 @@ class Experiment(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = ConfigManager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="experiment_key")]
@@ -167,6 +172,8 @@ class Rollout(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = ConfigManager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="rollout_key")]

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from .config import ConfigManager
 from .properties import Property
 
 
@@ -29,6 +30,8 @@ class Slot(models.Model):
         "goal when no rule, experiment or rollout applies.",
     )
 
+    objects = ConfigManager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="slot_key")]
         ordering = ["property_id", "key"]
@@ -45,11 +48,15 @@ class Strategy(models.TextChoices):
 
 
 class Variant(models.Model):
+    CONFIG_PROPERTY_PATH = "slot__property_id"
+
     slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="variants")
     key = models.SlugField(max_length=64)
     content = models.JSONField(default=dict, blank=True)
     strategy = models.CharField(max_length=32, choices=Strategy.choices, default="", blank=True)
     strategy_limit = models.PositiveSmallIntegerField(default=4)
+
+    objects = ConfigManager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["slot", "key"], name="variant_key")]
@@ -80,6 +87,8 @@ class Segment(models.Model):
         help_text="Adopted from clustering: members are the visitors nearest this centroid.",
     )
 
+    objects = ConfigManager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="segment_key")]
         ordering = ["property_id", "key"]
@@ -94,6 +103,8 @@ class SegmentMember(models.Model):
     segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members")
     property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="+")
     visitor_id = models.CharField(max_length=128)
+
+    objects = ConfigManager()
 
     class Meta:
         constraints = [
@@ -156,6 +167,8 @@ class Rule(models.Model):
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = ConfigManager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["property", "key"], name="rule_key")]
