@@ -15,7 +15,7 @@ TEST_ENV := DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-secret-key \
 	VISITOR_HASH_KEY=test-only-visitor-hash-key DATABASE_URL=$(TEST_DATABASE_URL) \
 	$(if $(CELERY_BROKER_URL),CELERY_BROKER_URL=$(CELERY_BROKER_URL),TASKS_IN_PROCESS=1)
 
-.PHONY: run test install lint typecheck demo worker beat clean
+.PHONY: run test install lint typecheck demo worker beat manage clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -48,6 +48,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Any management command on `make run`'s settings: make manage ARGS='create_property --name Shop'
+manage: $(STAMP)
+	@$(RUN_ENV) $(BIN)/python manage.py migrate --noinput -v 0
+	$(RUN_ENV) $(BIN)/python manage.py $(ARGS)
 
 worker: $(STAMP)
 	$(BIN)/celery -A personalization worker -l info

@@ -1,5 +1,5 @@
 """Decision benchmark: the engine against GrowthBook's Python SDK, and decide over HTTP against
-a trivial DRF endpoint, in one run (DESIGN.md, "Performance budgets").
+a trivial DRF endpoint, in one run (docs/CONTRACT.md, "Performance budgets").
 
 Setup (its own database, ``--db``, default ``bench_decide``, created, migrated and dropped):
 one property (holdout 0), 5 slots of 5 variants, 50 active rules (10 a slot) whose

@@ -1,4 +1,4 @@
-"""Keyed hashes for identifiers that must outlive an erasure (DESIGN.md).
+"""Keyed hashes for identifiers that must outlive an erasure (docs/CONTRACT.md).
 
 A plain hash of a visitor id can be reversed by hashing candidate ids; an HMAC
 with a secret from settings cannot be linked back without that secret.

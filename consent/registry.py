@@ -1,6 +1,6 @@
 """The registry of stores that hold data about a visitor.
 
-Every app that stores visitor data registers each store here (DESIGN.md), so
+Every app that stores visitor data registers each store here (docs/CONTRACT.md), so
 that access, erasure and retention work can run over all of them without the
 consent app importing the apps that own them.
 

@@ -363,7 +363,7 @@ def request_audit_trail(request: PrivacyRequest) -> list[AuditEntry]:
 
 def audit_entries_for(privacy_properties: QuerySet, config_properties: QuerySet) -> QuerySet:
     """Privacy entries of the properties an officer holds, configuration entries of those
-    marketing holds (DESIGN.md: each role reads its own part of the log)."""
+    marketing holds (docs/CONTRACT.md: each role reads its own part of the log)."""
     return AuditEntry.objects.filter(
         Q(kind=AuditKind.PRIVACY, property__in=privacy_properties)
         | Q(kind=AuditKind.CONFIGURATION, property__in=config_properties)

@@ -65,7 +65,7 @@ class PropertyScopedAdmin(admin.ModelAdmin):
 
     Every add, change and delete made here, and every action that calls ``audit``, is
     also a configuration entry of the audit log (who, what, when, on which property), in
-    the same transaction as the change; marketing reads them (DESIGN.md, "audit log").
+    the same transaction as the change; marketing reads them (docs/CONTRACT.md, "audit log").
     Privacy admins set ``audit_kind = None``: their services write privacy entries."""
 
     view_perm = "view_configuration"

@@ -18,6 +18,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import render
 
 from . import selectors
+from .csv_safe import csv_cell
 from .exceptions import DomainError
 from .hashing import visitor_key
 from .models import AccessExport, ConsentRecord
@@ -88,9 +89,11 @@ def _export(rows: list[dict[str, Any]], fmt: str, name: str) -> HttpResponse:
     else:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
+        writer.writerow({k: csv_cell(k) for k in rows[0]})
         for row in rows:
-            writer.writerow({k: " ".join(v) if isinstance(v, list) else v for k, v in row.items()})
+            writer.writerow(
+                {k: csv_cell(" ".join(v) if isinstance(v, list) else v) for k, v in row.items()}
+            )
         response = HttpResponse(out.getvalue(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return response

@@ -4,13 +4,27 @@ Each returns the figure as a dict (``{"data": [...], "layout": {...}}``) that a 
 with ``json_script`` and ``dashboard.js`` draws with ``Plotly.newPlot``: no inline script,
 so a strict Content-Security-Policy holds. ``Chart`` pairs a figure with the rows behind it;
 the same rows are the chart's CSV download, so what is drawn and what is downloaded agree.
+
+Labels are text, never markup. plotly.js reads a subset of HTML in trace names (legends),
+category labels, hover and cell text (``<a href>``, ``<b>``, ``<br>``…), and much of what
+these charts label — event types, segment keys, rule, variant and goal keys, survey keys —
+comes from visitors or from what a storefront sent. Every figure function here passes every
+string it draws through ``text`` (``personalization.charts``, shared with the learning
+figures), which escapes it; plotly.js turns the entities back into the characters, so
+``<a href=…>`` shows as those characters and is never a link. The CSV rows keep the raw
+values.
+
+Days are dates: an x axis of days (``datetime.date`` values) is a date axis with one tick
+label per day or week, ``2026-11-25``, never a time of day.
 """
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from personalization.charts import PALETTE, Figure
+from personalization.charts import PALETTE, Figure, text, texts
 from personalization.charts import figure as _figure
 
 Rows = Sequence[Sequence[Any]]  # a chart's rows: its CSV, and what its figure is built from
@@ -40,6 +54,39 @@ class Chart:
         return f"figure-{self.name}"
 
 
+DAY_MS = 24 * 60 * 60 * 1000
+DAY_STEPS = (1, 2, 7, 14)  # days between tick labels, the first that gives at most 12
+MAX_DAY_TICKS = 12
+
+
+def _is_day(value: Any) -> bool:
+    return isinstance(value, date) and not isinstance(value, datetime)
+
+
+def day_axis(xs: Sequence[Any]) -> dict[str, Any] | None:
+    """The x axis for values that are all days: a date axis labelled ``%Y-%m-%d`` with ticks
+    on whole days (plotly.js would otherwise pick hours, and label a lone day
+    ``23:59:59.999``). None when the values are not days."""
+    if not xs or not all(_is_day(x) for x in xs):
+        return None
+    first, last = min(xs), max(xs)
+    span = (last - first).days + 1
+    axis: dict[str, Any] = {
+        "type": "date",
+        "tickformat": "%Y-%m-%d",
+        "hoverformat": "%Y-%m-%d",
+        "tick0": first.isoformat(),
+    }
+    step = next((d for d in DAY_STEPS if math.ceil(span / d) <= MAX_DAY_TICKS), None)
+    axis["dtick"] = step * DAY_MS if step else "M1"
+    if span < 3:  # a day or two: a range of whole days around them, not of milliseconds
+        axis["range"] = [
+            (first - timedelta(days=1)).isoformat(),
+            (last + timedelta(days=1)).isoformat(),
+        ]
+    return axis
+
+
 def _errors(values: Sequence[float | None], intervals: Sequence[Interval]) -> dict[str, Any]:
     """Asymmetric error bars from (low, high) intervals around ``values``."""
     plus = [
@@ -64,17 +111,19 @@ def lines(
 ) -> Figure:
     """One line per series; optional (low, high) error bars per point."""
     traces = []
+    every_x: list[Any] = []
     for name, points in series.items():
         xs = [x for x, _ in points]
         ys = [y for _, y in points]
-        trace: dict[str, Any] = {"x": xs, "y": ys, "name": name, "mode": mode}
+        every_x += xs
+        trace: dict[str, Any] = {"x": texts(xs), "y": texts(ys), "name": text(name), "mode": mode}
         if intervals and name in intervals:
             trace["error_y"] = _errors(ys, intervals[name])
         traces.append({"type": "scatter", **trace})
     return _figure(
         traces,
-        xaxis={"title": {"text": x_title}},
-        yaxis={"title": {"text": y_title}, "tickformat": y_format, "rangemode": "tozero"},
+        xaxis={"title": {"text": text(x_title)}, **(day_axis(every_x) or {})},
+        yaxis={"title": {"text": text(y_title)}, "tickformat": y_format, "rangemode": "tozero"},
     )
 
 
@@ -89,20 +138,24 @@ def bars(
     x: Sequence[Any] | None = None,
 ) -> Figure:
     """Grouped (or stacked) bars, one group per series, with optional error bars."""
+    xs = list(x if x is not None else categories)
+    days = day_axis(xs)
     traces = []
     for name, values in groups.items():
-        trace: dict[str, Any] = {
-            "x": list(x if x is not None else categories),
-            "y": list(values),
-            "name": name,
-        }
+        trace: dict[str, Any] = {"x": texts(xs), "y": texts(values), "name": text(name)}
+        if days is not None:
+            trace["width"] = 0.8 * DAY_MS  # a day's bar, whatever the number of days
         if intervals and name in intervals:
             trace["error_y"] = _errors(values, intervals[name])
         traces.append({"type": "bar", **trace})
+    layout: dict[str, Any] = {}
+    if days is not None:
+        layout["xaxis"] = days
     return _figure(
         traces,
         barmode="stack" if stacked else "group",
-        yaxis={"title": {"text": y_title}, "tickformat": y_format},
+        yaxis={"title": {"text": text(y_title)}, "tickformat": y_format},
+        **layout,
     )
 
 
@@ -118,7 +171,7 @@ def forest(
     """A forest plot: one row per label, the estimate with its interval, a line at zero."""
     trace: dict[str, Any] = {
         "x": list(estimates),
-        "y": list(labels),
+        "y": texts(labels),
         "mode": "markers",
         "marker": {"size": 10, "color": list(colours) if colours else PALETTE[0]},
         "error_x": _errors(estimates, intervals),
@@ -129,7 +182,7 @@ def forest(
     return _figure(
         [{"type": "scatter", **trace}],
         height=height,
-        xaxis={"title": {"text": x_title}, "tickformat": x_format, "zeroline": True},
+        xaxis={"title": {"text": text(x_title)}, "tickformat": x_format, "zeroline": True},
         yaxis={"autorange": "reversed", "automargin": True},
         shapes=[
             {
@@ -153,11 +206,11 @@ def heatmap(
     x_title: str,
     y_title: str,
     z_format: str = ".0%",
-    text: Sequence[Sequence[str]] | None = None,
+    cell_text: Sequence[Sequence[str]] | None = None,
 ) -> Figure:
     trace: dict[str, Any] = {
-        "x": list(x),
-        "y": list(y),
+        "x": texts(x),
+        "y": texts(y),
         "z": [list(row) for row in z],
         "colorscale": "Blues",
         "zmin": 0,
@@ -170,11 +223,11 @@ def heatmap(
         "xgap": 1,
         "ygap": 1,
     }
-    if text is not None:
-        trace["text"] = [list(row) for row in text]
+    if cell_text is not None:
+        trace["text"] = [texts(row) for row in cell_text]
         trace["texttemplate"] = "%{text}"
     return _figure(
         [{"type": "heatmap", **trace}],
-        xaxis={"title": {"text": x_title}, "type": "category"},
-        yaxis={"title": {"text": y_title}, "type": "category", "autorange": "reversed"},
+        xaxis={"title": {"text": text(x_title)}, "type": "category"},
+        yaxis={"title": {"text": text(y_title)}, "type": "category", "autorange": "reversed"},
     )

@@ -9,7 +9,7 @@ privacy-request queue counts (consent app).
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -24,7 +24,7 @@ from personalization.selectors import ingest_fates
 from . import charts, selectors
 from .charts import Chart
 from .filters import Filters
-from .models import Group
+from .models import Group, RollupKind
 
 GROUP_LABELS = {g.value: str(g.label) for g in Group}
 COMPARED = (Group.PERSONALIZED.value, Group.HOLDOUT.value)
@@ -48,6 +48,38 @@ FATE_LABELS = {
 class PageData:
     charts: list[Chart]
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# What each rollup is called where a page says it has not run yet.
+ROLLUP_NAMES = {
+    RollupKind.HOURLY.value: "the hourly rollup",
+    RollupKind.RETENTION.value: "the daily retention rollup",
+    RollupKind.SURVEYS.value: "the survey rollup",
+    RollupKind.SEGMENTS.value: "the segment rollup",
+    RollupKind.FATES.value: "the event-fate rollup",
+    RollupKind.CONSENT.value: "the consent rollup",
+}
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """How fresh a page's data is: the watermark of the rollups it reads (input received up
+    to then is in them), or, when one has never run, what has not."""
+
+    at: datetime | None
+    missing: str = ""
+
+
+def rollups_as_of(f: Filters, kinds: Sequence[str]) -> AsOf:
+    """The oldest watermark of the ``kinds`` of rollup a page reads, for its property."""
+    seen = selectors.rollup_freshness(f.properties)
+    watermarks: list[datetime] = []
+    for kind in kinds:
+        watermark = seen.get(kind)
+        if watermark is None:
+            return AsOf(None, f"{ROLLUP_NAMES.get(kind, f'the {kind} rollup')} has not run")
+        watermarks.append(watermark)
+    return AsOf(min(watermarks) if watermarks else None)
 
 
 def _r(value: float | None, digits: int = 4) -> float | None:
@@ -332,7 +364,13 @@ def experiments(f: Filters) -> PageData:
         )
         page_charts.append(_forest_chart(experiment, results))
         page_charts.append(_history_chart(experiment, history))
-    return PageData(page_charts, {"experiments": summaries})
+    taken = [s["snapshot_at"] for s in summaries if isinstance(s["snapshot_at"], datetime)]
+    as_of = (
+        AsOf(max(taken))
+        if taken
+        else AsOf(None, "no experiment results snapshot has been taken (they are hourly)")
+    )
+    return PageData(page_charts, {"experiments": summaries, "data_as_of": as_of})
 
 
 LIFT_COLUMNS = [
@@ -455,7 +493,7 @@ def retention(f: Filters) -> PageData:
             z,
             x_title="Weeks since first seen",
             y_title="Cohort (week first seen)",
-            text=text,
+            cell_text=text,
         )
 
     order = list(GROUP_LABELS)

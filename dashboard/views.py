@@ -17,11 +17,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from consent.csv_safe import csv_cell
 from consent.tenancy import properties_for
 
 from . import page_data
 from .filters import DashboardFilterForm, Filters
 from .finders import plotly_maplibre_style_id
+from .models import RollupKind
 
 DASHBOARDS = "view_dashboards"
 CONSENT = "view_consent_dashboard"
@@ -52,6 +54,9 @@ class Page:
     filters: tuple[str, ...] = ("property", "start", "end")
     template: str = "dashboard/page.html"
     description: str = ""
+    # The rollups the page reads: it says "data as of" their watermark (Experiments reads
+    # results snapshots and says when the latest was taken instead).
+    rollups: tuple[str, ...] = (RollupKind.HOURLY.value,)
 
 
 ALL_FILTERS = ("property", "start", "end", "slot", "segment", "device")
@@ -92,6 +97,7 @@ PAGES = [
         page_data.retention,
         description="Visitors first seen in a week, and the share active in each later "
         "week; personalized against holdout.",
+        rollups=(RollupKind.RETENTION.value,),
     ),
     Page(
         "feedback",
@@ -101,6 +107,7 @@ PAGES = [
         template="dashboard/feedback.html",
         description="Survey scores by what the visitor was shown before answering "
         "(95% intervals), and recent free-text answers.",
+        rollups=(RollupKind.SURVEYS.value,),
     ),
     Page(
         "segments",
@@ -110,6 +117,7 @@ PAGES = [
         ("property", "start", "end", "segment"),
         template="dashboard/segments.html",
         description="Distinct visitors per day whose decisions placed them in each segment.",
+        rollups=(RollupKind.SEGMENTS.value,),
     ),
     Page(
         "data-quality",
@@ -119,6 +127,7 @@ PAGES = [
         template="dashboard/data_quality.html",
         description="What became of the events received: stored, duplicates, quarantined, "
         "dropped for lack of consent.",
+        rollups=(RollupKind.FATES.value,),
     ),
     Page(
         "consent",
@@ -128,6 +137,7 @@ PAGES = [
         template="dashboard/consent.html",
         description="Opt-in per purpose, the Global Privacy Control share, and data-subject "
         "requests by deadline (privacy officers only).",
+        rollups=(RollupKind.CONSENT.value,),
     ),
 ]
 PAGES_BY_NAME = {page.name: page for page in PAGES}
@@ -152,8 +162,8 @@ def csv_response(chart: Any, filters: Filters) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     writer = csv.writer(response)
-    writer.writerow(chart.columns)
-    writer.writerows(chart.rows)
+    writer.writerow([csv_cell(c) for c in chart.columns])
+    writer.writerows([csv_cell(c) for c in row] for row in chart.rows)
     return response
 
 
@@ -191,7 +201,8 @@ def dashboard_page(page: Page) -> Callable[..., HttpResponse]:
                 names = ", ".join(charts)
                 return _bad_request(request, context, f"chart must be one of: {names}.")
             return csv_response(chart, filters)
-        context.update(filters=filters, charts=data.charts, **data.extra)
+        as_of = data.extra.pop("data_as_of", None) or page_data.rollups_as_of(filters, page.rollups)
+        context.update(filters=filters, charts=data.charts, data_as_of=as_of, **data.extra)
         return render(request, page.template, context)
 
     view.__name__ = view.__qualname__ = page.name.replace("-", "_")

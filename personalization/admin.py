@@ -1,4 +1,6 @@
+import ipaddress
 import json
+import re
 from functools import partial
 from typing import Any
 
@@ -26,19 +28,98 @@ admin.site.site_title = "Micro-adjustments"
 admin.site.index_title = "Properties, events and consent"
 
 
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ORIGIN_FORM = "scheme://host[:port], e.g. https://shop.example"
+
+
+def origin_parse(text: str) -> str:
+    """``text`` as the origin a browser sends (``scheme://host[:port]``, lower case, no
+    default port), or a ValueError saying why it is not an origin."""
+    raw = text[:-1] if text.endswith("/") and not text.endswith("//") else text
+    if "*" in raw:
+        raise ValueError("wildcards are not supported; list each origin on its own line")
+    scheme, sep, rest = raw.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"it must start with https:// or http:// ({_ORIGIN_FORM})")
+    if any(c in rest for c in "/?#"):
+        raise ValueError(f"it has a path, query or fragment; keep only {_ORIGIN_FORM}")
+    if not rest or "@" in rest or any(c.isspace() for c in rest):
+        raise ValueError(f"write {_ORIGIN_FORM}")
+    if rest.startswith("["):  # an IPv6 address, [::1]:8000
+        host, _, after = rest.partition("]")
+        host += "]"
+        if after and not after.startswith(":"):
+            raise ValueError(f"write {_ORIGIN_FORM}")
+        port_text = after[1:]
+        try:
+            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            raise ValueError(f"{host} is not an IPv6 address") from None
+    else:
+        host, colon, port_text = rest.partition(":")
+        try:
+            host = host.lower().encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"“{host}” is not a host name") from None
+        if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in host.split(".")):
+            raise ValueError(f"“{host}” is not a host name")
+        after = colon + port_text
+    port = None
+    if after:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError("the port must be a number from 1 to 65535")
+        port = int(port_text)
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"  # browsers leave the default port out of Origin
+    return f"{scheme}://{host}:{port}"
+
+
+class OriginsField(forms.Field):
+    """Allowed origins typed one per line; each line is checked on its own."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 60, "placeholder": "https://shop.example"})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return "\n".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):  # the stored value, when comparing for changes
+            return value
+        origins: list[str] = []
+        errors: list[forms.ValidationError] = []
+        for number, line in enumerate(str(value or "").splitlines(), 1):
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                origin = origin_parse(text)
+            except ValueError as exc:
+                message = f"Line {number}: “{text}” is not an origin: {exc}."
+                errors.append(forms.ValidationError(message))
+                continue
+            if origin not in origins:
+                origins.append(origin)
+        if errors:
+            raise forms.ValidationError(errors)
+        return origins
+
+
 class PropertyForm(forms.ModelForm):
+    allowed_origins = OriginsField(
+        required=False,
+        label="Allowed origins",
+        help_text="One per line, as the browser sends it: scheme://host[:port], no path "
+        "(https://shop.example, http://localhost:8000). A publishable key is refused from "
+        "other origins; empty: from none.",
+    )
+
     class Meta:
         model = Property
         fields = ["name", "slug", "allowed_origins", "timezone", "retention_days"]
-
-    def clean_allowed_origins(self) -> list[str]:
-        origins = self.cleaned_data["allowed_origins"] or []
-        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-            raise forms.ValidationError('A JSON list of origins, e.g. ["https://shop.example"].')
-        for origin in origins:
-            if not origin.startswith(("http://", "https://")) or origin.count("/") > 3:
-                raise forms.ValidationError(f"{origin!r} is not an origin (scheme://host[:port]).")
-        return [o.rstrip("/") for o in origins]
 
     def clean_timezone(self) -> str:
         import zoneinfo
@@ -157,6 +238,11 @@ class EventTypeForm(forms.ModelForm):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
+        if not event_schemas.type_name_valid(name):
+            raise forms.ValidationError(
+                "A type name is a lowercase letter, then up to 63 lowercase letters, digits or "
+                "underscores (e.g. video_play): events name their type that way."
+            )
         if name in event_schemas.BUILT_IN_TYPES:
             raise forms.ValidationError(f"{name!r} is a built-in type; choose another name.")
         return name

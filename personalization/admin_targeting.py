@@ -166,6 +166,7 @@ class SlotForm(forms.ModelForm):
             "default_variant",
             "content_schema",
             "serve_model",
+            "flag_value_field",
         ]
 
     def clean_serve_model(self) -> Any:
@@ -283,6 +284,16 @@ class SegmentAdmin(PropertyScopedAdmin):
             )
 
 
+# What the rule form says about caps and cooldowns with session stickiness.
+STICKY_NOTE = (
+    "With session stickiness on, a slot keeps the variant it already showed for the rest of "
+    "the session: those sticky repeats of an adjustment already made this session are not new "
+    "applications, so caps and cooldowns do not count them (a rule capped at 3 a session "
+    "may stay on screen on every page of that session). The answer marks them "
+    '"sticky": true.'
+)
+
+
 class RuleForm(forms.ModelForm):
     condition = ConditionField()
 
@@ -309,6 +320,15 @@ class RuleForm(forms.ModelForm):
             "guardrail",
             "guardrail_autopause",
         ]
+        help_texts = {
+            "cooldown_seconds": "Minimum time before this rule applies again to the same "
+            "visitor. Counts new applications only. " + STICKY_NOTE,
+            "cap_per_session": "At most this many new applications per session. " + STICKY_NOTE,
+            "cap_per_day": "At most this many new applications per visitor and day (the "
+            "property's time zone); sticky repeats do not count.",
+            "cap_per_week": "At most this many new applications per visitor and week; "
+            "sticky repeats do not count.",
+        }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -2,10 +2,16 @@
 
 A figure is a dict (``{"data": [...], "layout": {...}}``) that a page embeds with
 ``json_script`` and ``dashboard.js`` draws with ``Plotly.newPlot``.
+
+plotly.js reads a subset of HTML in trace names (legends), category and tick labels, hover
+and cell text — ``<a href>`` becomes a link. What a figure labels is often visitor data
+(event types, UTM values, keys a storefront sent): every string a figure draws goes through
+``text`` first, so it is shown as the characters it holds, never as markup.
 """
 
 import functools
-from collections.abc import Sequence
+import html
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import plotly.io as pio
@@ -21,6 +27,18 @@ LAYOUT: dict[str, Any] = {
     "hovermode": "closest",
     "height": 380,
 }
+
+
+def text(value: Any) -> Any:
+    """A string as plotly.js must draw it, as plain text: ``&``, ``<`` and ``>`` escaped
+    (plotly.js turns the entities back into those characters when it draws the label).
+    Anything but a string is returned as it is."""
+    return html.escape(value, quote=False) if isinstance(value, str) else value
+
+
+def texts(values: Iterable[Any]) -> list[Any]:
+    """``text`` of each value."""
+    return [text(v) for v in values]
 
 
 @functools.cache

@@ -2,18 +2,21 @@
 tracker script, so that after ``make run`` a newcomer can accept or refuse consent, browse, and
 watch the page adjust and the events arrive in the admin.
 
-The page is public (like any storefront page). API keys are stored hashed, so no existing key
-can be shown: the page issues a publishable key named "demo page" for the demo property and
-keeps its raw value in the cache only (``DEMO_KEY_CACHE_SECONDS``). When the cache no longer has
-it (a restart with the per-process cache, or the key was revoked), the next request issues
-another; earlier "demo page" keys stay listed under API keys until someone revokes them.
+The page is public (like any storefront page), and on only when ``DEMO_ENABLED`` says so
+(``make run`` does; production leaves it off, so /demo/ is a 404 there). API keys are stored
+hashed, so no existing key can be shown: the page issues a publishable key named "demo page"
+for the demo property and keeps its raw value in the cache only (``DEMO_KEY_CACHE_SECONDS``).
+When the cache no longer has it (a restart with the per-process cache, or the key was revoked),
+the next request issues another; earlier "demo page" keys stay listed under API keys until
+someone revokes them.
 """
 
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import F
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.views.decorators.http import require_http_methods
@@ -75,7 +78,10 @@ def _products(ids: list[str]) -> list[dict[str, str]]:
 
 @require_http_methods(["GET", "POST"])
 def demo(request: HttpRequest) -> HttpResponse:
-    """A public page, like any storefront's: no login. A posted form stores nothing."""
+    """A public page, like any storefront's: no login. A posted form stores nothing. Off
+    (404) unless ``DEMO_ENABLED``: it hands its visitors a publishable key."""
+    if not settings.DEMO_ENABLED:
+        raise Http404("The demo storefront is off (DEMO_ENABLED).")
     if request.method == "POST":
         return HttpResponseRedirect(reverse("demo") + "?sent=1")
     prop = Property.objects.filter(slug=DEMO_SLUG).first()

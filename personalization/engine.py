@@ -7,9 +7,11 @@ answer: its default when nothing applies, when the visitor has not consented to
 personalization, is in the holdout, or when anything fails. Candidates come from the
 compiled rule set; cooldowns, frequency caps and the session budget filter them;
 priority (then key) resolves each slot; session stickiness keeps what a slot already
-showed. Every decision is logged — defaults included — with the signals it read, the
-consent record in force and every suppressed candidate with its reason. An adjustment
-that cannot be logged is not made.
+showed (a sticky repeat, marked ``"sticky": true`` in the answer's source: not a new
+application, so no cap, cooldown or budget unit counts it, and not listed as
+suppressed). Every decision is logged — defaults included — with the signals it read,
+the consent record in force and every suppressed candidate with its reason. An
+adjustment that cannot be logged is not made.
 """
 
 import logging
@@ -65,6 +67,9 @@ class SlotAnswer:
     key: str = ""
     version: int | None = None
     priority: int = 0
+    # A sticky repeat: the slot keeps what an earlier adjustment of this session showed.
+    # Not a new application: no cap, cooldown or budget unit is taken for it.
+    sticky: bool = False
 
     @property
     def is_default(self) -> bool:
@@ -77,6 +82,8 @@ class SlotAnswer:
             source["key"] = self.key
         if self.version is not None:
             source["version"] = self.version
+        if self.sticky:
+            source["sticky"] = True
         return source
 
 
@@ -90,6 +97,9 @@ class DecisionResult:
     holdout: bool = False
     logged: bool = True
     trace: list[str] = field(default_factory=list)
+    # Whether the visitor grants personalization (not suppressed): without it every answer is
+    # the slot's default (OFREP tells such a default apart: reason DISABLED).
+    consented: bool = True
 
     def as_response(self) -> dict[str, Any]:
         return {
@@ -256,7 +266,7 @@ def decide(
     """Decide and log. ``dry_run`` (the admin's "test against a visitor") changes nothing,
     logs nothing and explains every step in ``result.trace``.
 
-    A slot always gets an answer (DESIGN.md): when anything inside fails — a bug, a model
+    A slot always gets an answer (docs/CONTRACT.md): when anything inside fails — a bug, a model
     that cannot score, live content that cannot be read — every slot gets its default and
     the failure is logged. The database being down stays an error (a 503 with Retry-After),
     and so does a refused request."""
@@ -321,6 +331,7 @@ def _decide(
     else:
         consent, hot_signals, snap = loaded
     consented = consent.allows("personalization")
+    result.consented = consented and not consent.suppressed
     if consent.suppressed:
         # An erased or opted-out visitor: defaults, and nothing stored that names them.
         _all_defaults(result, ruleset, known, {"visitor": {}, "segments": []}, prop, now)
@@ -426,6 +437,9 @@ def _decide(
         )
         if keep_held:
             assert held is not None
+            # A sticky repeat is served, not suppressed: whatever the held rule's cooldown,
+            # caps or rank say now concerns new applications only.
+            _unsuppress(result, slot_key, live, held)
             if chosen is not None:
                 result.suppressed.append(
                     {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": CONFLICT}
@@ -438,6 +452,7 @@ def _decide(
                 held["key"],
                 held["version"],
                 held["priority"],
+                sticky=True,
             )
             continue
         if chosen is not None and held and held.get("rule_id") == chosen.id:
@@ -449,6 +464,7 @@ def _decide(
                 chosen.key,
                 chosen.version,
                 chosen.priority,
+                sticky=True,
             )
             continue
         if chosen is not None and limit is not None and used >= limit:
@@ -484,7 +500,16 @@ def _decide(
         for item in result.suppressed:
             explain(f"{item['slot']}: {item['candidate']} suppressed ({item['reason']})")
         for answer in result.answers.values():
-            explain(f"{answer.slot}: serves {answer.variant} ({answer.kind} {answer.key})".strip())
+            if answer.sticky:
+                explain(
+                    f"{answer.slot}: serves {answer.variant} ({answer.kind} {answer.key}, "
+                    "sticky): kept from earlier in this session, a repeat and not a new "
+                    "application (caps, cooldowns and the session budget do not count it)"
+                )
+            else:
+                explain(
+                    f"{answer.slot}: serves {answer.variant} ({answer.kind} {answer.key})".strip()
+                )
     if dry_run:
         result.logged = False
         result.personalized = any(not a.is_default for a in result.answers.values())
@@ -505,6 +530,18 @@ def _decide(
             result.logged = False
     result.personalized = any(not a.is_default for a in result.answers.values())
     return result
+
+
+def _unsuppress(
+    result: DecisionResult, slot_key: str, live: list[CompiledRule], held: dict
+) -> None:
+    """Take the held rule off the slot's suppressed list: it is served (a sticky repeat)."""
+    held_id = held.get("rule_id")
+    names = {f"rule:{r.key}" for r in live if r.id == held_id} if held_id is not None else set()
+    if names:
+        result.suppressed = [
+            s for s in result.suppressed if s["slot"] != slot_key or s["candidate"] not in names
+        ]
 
 
 @dataclass(frozen=True)

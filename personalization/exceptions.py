@@ -1,3 +1,4 @@
 from consent.exceptions import DomainError as ApplicationError
+from consent.exceptions import Problem, problem
 
-__all__ = ["ApplicationError"]
+__all__ = ["ApplicationError", "Problem", "problem"]

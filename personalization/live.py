@@ -1,6 +1,7 @@
 """Live content and live slot metrics read at decision time, cached briefly per property.
 
-- ``trending``: the items most viewed or carted across the property in the last hour;
+- ``trending``: the items viewed or carted by the most distinct visitors across the property
+  in the last hour (at least ``TRENDING_MIN_VISITORS`` of them; see :func:`trending_items`);
 - ``recently_viewed``: the visitor's own recent items (from their live signals);
 - ``popular_in_segment``: the items most viewed by recent visitors of the same segment;
 - slot metrics: a slot's click-through over the last hour, its exposures and a Wilson
@@ -23,6 +24,10 @@ from .models import Adjustment, Event, Visitor
 
 CACHE_SECONDS = 60
 Z95 = 1.959963984540054
+# An item trends once this many distinct visitors viewed or carted it in the window, each
+# counting once: one visitor's hundred add_to_cart events weigh what one shopper's view does.
+TRENDING_MIN_VISITORS = 3
+TRENDING_WINDOW = timedelta(hours=1)
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -36,20 +41,29 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 
 def trending_items(property_id: int, now: datetime, limit: int) -> list[str]:
+    """Items ranked by the distinct visitors who viewed or carted them in the last hour.
+
+    A visitor counts once per item however many events they send (their weight is capped),
+    and an item needs ``TRENDING_MIN_VISITORS`` of them to trend. The events counted are
+    stored ones, so each visitor had consented to analytics when sending them. (There is no
+    item catalogue to check the ids against: any id a storefront sends can trend.)
+    """
     key = f"live:trending:{property_id}"
     items: list[str] | None = cache.get(key)
     if items is None:
         rows = (
             Event.objects.filter(
                 property_id=property_id,
-                timestamp__gte=now - timedelta(hours=1),
+                timestamp__gte=now - TRENDING_WINDOW,
                 type__in=("page_view", "add_to_cart"),
             )
             .annotate(item=KeyTextTransform("item_id", "properties"))
             .exclude(item__isnull=True)
+            .exclude(item="")
             .values("item")
-            .annotate(n=Count("id"))
-            .order_by("-n", "item")[:50]
+            .annotate(visitors=Count("visitor_id", distinct=True))
+            .filter(visitors__gte=TRENDING_MIN_VISITORS)
+            .order_by("-visitors", "item")[:50]
         )
         items = [r["item"] for r in rows]
         cache.set(key, items, CACHE_SECONDS)

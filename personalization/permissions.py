@@ -1,4 +1,4 @@
-"""Roles and per-property object permissions: the one map of who may do what (DESIGN.md)."""
+"""Roles and per-property object permissions: the one map of who may do what (docs/CONTRACT.md)."""
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from guardian.shortcuts import assign_perm, remove_perm
@@ -11,7 +11,7 @@ MARKETING = "Marketing"
 ANALYSTS = "Analysts"
 PRIVACY_OFFICERS = "Privacy officers"
 
-# What each role may do on a property it holds. Source: the role table in DESIGN.md.
+# What each role may do on a property it holds. Source: the role table in docs/CONTRACT.md.
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     MARKETING: [
         "view_property",

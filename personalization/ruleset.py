@@ -61,6 +61,8 @@ class CompiledSlot:
     variants: dict[str, VariantSpec]
     # A propensity model key: serve its best variant when nothing else applies.
     model: str = ""
+    # OFREP's typed value: the content key served as the flag's value ("": the whole object).
+    flag_value_field: str = ""
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,9 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
         if slot.default_variant not in variants:
             variants[slot.default_variant] = VariantSpec(slot.default_variant, {}, "", 0)
         model_key = slot.serve_model.key if slot.serve_model else ""
-        slots[slot.key] = CompiledSlot(slot.key, slot.default_variant, variants, model_key)
+        slots[slot.key] = CompiledSlot(
+            slot.key, slot.default_variant, variants, model_key, slot.flag_value_field
+        )
     segments = list(Segment.objects.filter(property_id=property_id))
     lists: dict[str, list[str]] = {s.key: [] for s in segments}
     for key, visitor in SegmentMember.objects.filter(property_id=property_id).values_list(

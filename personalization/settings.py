@@ -31,7 +31,7 @@ def _required(name: str) -> str:
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or (
     "dev-only-insecure-key" if DEBUG else _required("DJANGO_SECRET_KEY")
 )
-# Keyed hash for identifiers that must outlive an erasure (DESIGN.md).
+# Keyed hash for identifiers that must outlive an erasure (docs/CONTRACT.md).
 VISITOR_HASH_KEY = env.str("VISITOR_HASH_KEY", default="") or (
     "dev-only-visitor-hash-key" if DEBUG else _required("VISITOR_HASH_KEY")
 )
@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "personalization.security.headers.SecurityHeadersMiddleware",
     "personalization.api.cors.ApiCorsMiddleware",
+    # Inside CORS: Django's own error pages under /api/ (the debug 404 …) become the JSON shape.
+    "personalization.api.errors.ApiErrorShapeMiddleware",
     # After CORS, so a browser can read a 429's Retry-After.
     "personalization.security.ratelimit.RateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -269,6 +271,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
 DASHBOARD_ATTRIBUTION_WINDOW = env.int("DASHBOARD_ATTRIBUTION_WINDOW", default=30 * 60)
 DASHBOARD_LATE_EVENTS_HOURS = env.int("DASHBOARD_LATE_EVENTS_HOURS", default=72)
 
+# The demo storefront at /demo/ (personalization/demo.py) issues a publishable key of the demo
+# property to whoever opens it: for a laptop (`make run` turns it on), never for production.
+DEMO_ENABLED = env.bool("DEMO_ENABLED", default=False)
+
 # Event ingestion.
 EVENTS_MAX_BATCH = 500
 EVENTS_MAX_FUTURE_SECONDS = 300
@@ -298,7 +304,8 @@ CONTENT_SECURITY_POLICY = env.str(
 )
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
 RATELIMIT_REDIS_URL = env.str("RATELIMIT_REDIS_URL", default=REDIS_URL)
-RATELIMIT_PATH_PREFIX = "/api/"
+# The storefront API and OpenFeature's OFREP endpoints (personalization/api/ofrep.py).
+RATELIMIT_PATH_PREFIXES = ("/api/", "/ofrep/")
 RATELIMIT_WINDOW_SECONDS = env.int("RATELIMIT_WINDOW_SECONDS", default=60)
 # Requests per window; 0 switches a limit off. A publishable key serves every visitor of a
 # storefront, so its limit is high; an address is one browser or one server.
@@ -315,7 +322,15 @@ LOGIN_LOCKOUT_ADDRESS_FAILURES = env.int("LOGIN_LOCKOUT_ADDRESS_FAILURES", defau
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # An expected refusal (4xx) is one line, without the traceback Django attaches to some.
+    "filters": {"client_errors_concise": {"()": "personalization.logs.ClientErrorsConcise"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["client_errors_concise"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own handlers (a console in DEBUG) printed each record a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }

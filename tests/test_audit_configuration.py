@@ -1,4 +1,4 @@
-"""The configuration audit (DESIGN.md's role table: marketing reads its own property's
+"""The configuration audit (docs/CONTRACT.md's role table: marketing reads its own property's
 configuration entries): every change staff make in the admin is an entry — who, what,
 when, on which property — written in the same transaction; privacy admins write privacy
 entries through their services, not configuration ones."""

@@ -44,13 +44,19 @@ def test_consent__recorded__201_and_effective(shop):
 
 
 def test_consent__record__keeps_keyed_hash_and_truncated_network(shop):
-    record(shop.client(), visitor_id="v-secret", REMOTE_ADDR="203.0.113.77")
+    # (REMOTE_ADDR is the request's address, not a field of the body: unknown fields are refused)
+    purposes = {"analytics": True, "personalization": True, "granular_tracking": False}
+    body = {"visitor_id": "v-secret", "policy_version": 1, "purposes": purposes}
+    response = shop.client().post(
+        "/api/v1/consent", body, format="json", REMOTE_ADDR="203.0.113.77"
+    )
+    assert response.status_code == 201, response.content
     rec = ConsentRecord.objects.get()
     assert rec.visitor_key == visitor_key(shop.prop.pk, "v-secret")
     assert "v-secret" not in rec.visitor_key
     assert rec.granted == ["analytics", "personalization"]
     assert rec.refused == ["granular_tracking"]
-    assert truncate_ip("203.0.113.77") == "203.0.113.0/24"
+    assert truncate_ip("203.0.113.77") == "203.0.113.0/24" == rec.network
 
 
 def test_consent__unknown_visitor__nothing_granted(shop):
@@ -165,3 +171,76 @@ def test_policy_publish__missing_builtin_purpose__refused(shop):
         policy_publish(
             property_id=shop.prop.pk, purposes=[{"key": "analytics", "title": "A", "text": "t"}]
         )
+
+
+# ---- strict input, like every other endpoint ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"purposes": {"analytics": "yes"}}, "purposes.analytics"),
+        ({"purposes": {"analytics": 1}}, "purposes.analytics"),
+        ({"purposes": {"personalization": "true"}}, "purposes.personalization"),
+        ({"purposes": {"analytics": None}}, "purposes.analytics"),
+        ({"policy_version": "1"}, "policy_version"),
+        ({"policy_version": 1.5}, "policy_version"),
+        ({"policy_version": True}, "policy_version"),
+        ({"visitor_id": 123}, "visitor_id"),
+        ({"visitor_id": "   "}, "visitor_id"),
+        ({"method": 1}, "method"),
+    ],
+)
+def test_consent__loosely_typed_value__400_naming_the_field_and_nothing_recorded(shop, body, path):
+    # Given a choice whose value is not of its type (no "yes", 1 or "true" for a boolean,
+    # no "1", 1.5 or true for a version)
+    # When it is recorded
+    response = record(shop.client(), **body)
+    # Then it is refused, the details naming the field, and nothing is recorded
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert [(p["path"], p["code"]) for p in error["details"]["errors"]] == [(path, "invalid")]
+    assert not ConsentRecord.objects.exists()
+
+
+def test_consent__unknown_top_level_fields__400_listing_each_and_nothing_recorded(shop):
+    # When a choice carries fields the endpoint does not know
+    response = record(shop.client(), granted=["analytics"], source="banner-v2")
+    # Then it is refused, each unknown field listed by name, and nothing is recorded
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert [(p["path"], p["code"]) for p in error["details"]["errors"]] == [
+        ("granted", "unknown_field"),
+        ("source", "unknown_field"),
+    ]
+    assert not ConsentRecord.objects.exists()
+
+
+def test_consent__required_field_missing__400_naming_it(shop):
+    response = shop.client().post(
+        "/api/v1/consent", {"visitor_id": "v-1", "purposes": {}}, format="json"
+    )
+    assert response.status_code == 400
+    problems = response.json()["error"]["details"]["errors"]
+    assert [(p["path"], p["code"]) for p in problems] == [("policy_version", "required")]
+    assert not ConsentRecord.objects.exists()
+
+
+def test_consent__whole_number_as_float__accepted_as_that_version(shop):
+    # JSON has one number type: 1.0 is the integer 1 (as JSON Schema has it), 1.5 is not
+    response = record(shop.client(), policy_version=1.0)
+    assert response.status_code == 201, response.content
+    assert response.json()["policy_version"] == 1
+    assert ConsentRecord.objects.get().policy.version == 1
+
+
+def test_consent__unknown_purpose__400_pointing_at_it(shop):
+    response = record(shop.client(), purposes={"analytics": True, "marketing_emails": True})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unknown_purpose"
+    assert [(p["path"], p["code"]) for p in error["details"]["errors"]] == [
+        ("purposes.marketing_emails", "unknown_purpose")
+    ]

@@ -251,6 +251,59 @@ def test_decide__sticky_repeat__not_a_new_adjustment_against_budget(store):
     assert ask(store, slots=["cta"]).answers["cta"].key == "c"
 
 
+@pytest.fixture(params=["database", "redis"])
+def backend(request, settings):
+    """Each hot-state back-end in turn: counters and sticky slots in the database, or in
+    Redis (skipped on a laptop without it)."""
+    hot_state_use(settings, request.param)
+    return request.param
+
+
+def test_decide__sticky_repeats_of_a_capped_rule__marked_sticky_never_suppressed(backend, store):
+    # Given session stickiness (the default) and a rule capped at 3 a session, with a
+    # one-minute cooldown
+    rule(store.prop, "r", "headline", "short", cap_per_session=3, cooldown_seconds=60)
+    body = {"visitor_id": "v-1", "session_id": "s-1", "slots": ["headline"]}
+    # When the visitor views 8 pages of one session
+    answers = [store.client().post(URL, body, format="json").json() for _ in range(8)]
+    # Then the first page is the rule's application, and the 7 others its sticky repeats:
+    # the same variant, marked sticky in the answer's source, and never listed as
+    # suppressed (for a cooldown or a cap) while its variant is served
+    assert [a["slots"]["headline"]["variant"] for a in answers] == ["short"] * 8
+    assert answers[0]["slots"]["headline"]["source"] == {"kind": "rule", "key": "r", "version": 1}
+    for answer in answers[1:]:
+        assert answer["slots"]["headline"]["source"] == {
+            "kind": "rule",
+            "key": "r",
+            "version": 1,
+            "sticky": True,
+        }
+        assert answer["suppressed"] == []
+    # And a new session, once the cooldown is over, gets a new application (not a repeat)
+    later = ask(store, session="s-2", slots=["headline"], now=timezone.now() + timedelta(minutes=2))
+    assert later.answers["headline"].key == "r" and not later.answers["headline"].sticky
+    decision_log_flush()
+    assert Decision.objects.filter(suppressed=[]).count() == 9
+
+
+def test_decide__sticky_repeat_of_a_capped_rule__counts_no_unit_of_the_cap(backend, store):
+    # Given a rule that may apply twice a session, and stickiness switched off and on
+    rule(store.prop, "r", "headline", "short", cap_per_session=2)
+    # When the visitor sees it once, then 5 sticky repeats, then stickiness goes off
+    assert ask(store, slots=["headline"]).answers["headline"].sticky is False
+    assert all(ask(store, slots=["headline"]).answers["headline"].sticky for _ in range(5))
+    store.prop.session_stickiness = False
+    store.prop.save()
+    # Then the cap still has its second application left, and only then blocks
+    second = ask(store, slots=["headline"])
+    assert second.answers["headline"].key == "r" and second.answers["headline"].sticky is False
+    third = ask(store, slots=["headline"])
+    assert third.answers["headline"].is_default
+    assert third.suppressed == [
+        {"slot": "headline", "candidate": "rule:r", "reason": "frequency_cap"}
+    ]
+
+
 def test_decide__unknown_slots__listed_not_failing(store):
     result = ask(store, slots=["headline", "nope"])
     assert result.unknown_slots == ["nope"] and list(result.answers) == ["headline"]
@@ -370,7 +423,7 @@ def test_decide__engine_fails_inside__every_slot_default_and_the_failure_logged(
     }
     # When the storefront asks
     response = store.client().post(URL, body, format="json")
-    # Then every slot still gets an answer: its default (DESIGN.md), never a 500
+    # Then every slot still gets an answer: its default (docs/CONTRACT.md), never a 500
     assert response.status_code == 200, response.content
     data = response.json()
     assert data["personalized"] is False and data["unknown_slots"] == ["nope"]

@@ -1,7 +1,10 @@
 """The demo storefront page, the tracker's static files, CORS on the API, and GPC relayed by a
 script (method "gpc")."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +20,19 @@ from personalization.services.keys import api_key_authenticate, api_key_revoke
 from personalization.simulation import demo_targeting
 from tests.conftest import make_event
 
-STATIC = Path(__file__).resolve().parent.parent / "personalization" / "static" / "personalization"
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = ROOT / "personalization" / "static" / "personalization"
 TRACKER_FILES = ["tracker.js", "tracker-banner.js", "tracker-items.js", "tracker-survey.js"]
 
 
 @pytest.fixture
-def demo_prop(make_shop):
+def demo_on(settings):
+    """The demo storefront switched on, as `make run` does (it is off by default)."""
+    settings.DEMO_ENABLED = True
+
+
+@pytest.fixture
+def demo_prop(make_shop, demo_on):
     shop = make_shop(name="Demo shop", origins=["http://testserver"])
     Property.objects.filter(pk=shop.prop.pk).update(slug="demo-shop")
     shop.prop.refresh_from_db()
@@ -40,7 +50,7 @@ def _script_key(html: str) -> str:
 
 
 @pytest.mark.django_db
-def test_demo_page__no_demo_property__tells_to_run_make_run():
+def test_demo_page__no_demo_property__tells_to_run_make_run(demo_on):
     # Given no property with the slug demo-shop
     # When a newcomer opens /demo/
     response = Client().get("/demo/")
@@ -107,7 +117,7 @@ def test_demo_page__cache_lost_or_key_revoked__issues_a_new_key(demo_prop):
     assert api_key_authenticate(third) is not None
 
 
-def test_demo_page__origin_not_allowed__says_so(make_shop):
+def test_demo_page__origin_not_allowed__says_so(make_shop, demo_on):
     shop = make_shop(name="Demo shop", origins=["http://127.0.0.1:8000"])
     Property.objects.filter(pk=shop.prop.pk).update(slug="demo-shop")
     html = Client().get("/demo/").content.decode()
@@ -118,6 +128,44 @@ def test_demo_page__form_posted__redirects_and_stores_nothing(demo_prop):
     response = Client().post("/demo/", {"name": "Ana", "email": "ana@example.org"})
     assert response.status_code == 302 and response["Location"] == "/demo/?sent=1"
     assert "order was received" in Client().get("/demo/?sent=1").content.decode()
+
+
+def test_demo_page__not_switched_on__404_and_no_key_issued(make_shop, settings):
+    # Given a demo property on a server where nobody switched the demo on (production)
+    settings.DEMO_ENABLED = False
+    shop = make_shop(name="Demo shop", origins=["http://testserver"])
+    Property.objects.filter(pk=shop.prop.pk).update(slug="demo-shop")
+    keys_before = ApiKey.objects.count()
+    # When anyone opens /demo/, or posts to it
+    opened, posted = Client().get("/demo/"), Client().post("/demo/", {"name": "Ana"})
+    # Then there is no such page, and no publishable key was handed out
+    assert opened.status_code == posted.status_code == 404
+    assert "data-key" not in opened.content.decode()
+    assert ApiKey.objects.count() == keys_before
+    assert not ApiKey.objects.filter(name=DEMO_KEY_NAME).exists()
+
+
+def test_settings__demo_enabled__off_unless_set():
+    # Given the settings read from an environment without DEMO_ENABLED, then with it set
+    script = "from django.conf import settings; print(settings.DEMO_ENABLED)"
+    env = {k: v for k, v in os.environ.items() if k != "DEMO_ENABLED"}
+    env["DJANGO_SETTINGS_MODULE"] = "personalization.settings"
+
+    def read(**extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", "import django; django.setup(); " + script],
+            env={**env, **extra},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    # Then the demo is off by default, on when asked for (as `make run` asks)
+    assert read() == "False"
+    assert read(DEMO_ENABLED="1") == "True"
 
 
 def test_tracker_files__served_as_static__core_and_parts():
@@ -209,6 +257,67 @@ def test_cors_preflight__not_a_preflight__goes_to_the_view(shop):
     # An OPTIONS without Access-Control-Request-Method is not a preflight: the API answers it.
     response = Client().options("/api/v1/events", HTTP_ORIGIN="https://shop.example")
     assert response.status_code != 204
+
+
+SECRET_ONLY = [
+    ("post", "/api/v1/privacy-requests"),
+    ("get", "/api/v1/privacy-requests/00000000-0000-0000-0000-000000000000"),
+    ("get", "/api/v1/privacy-exports/anything"),
+    ("get", "/api/v1/experiments/cta-test/results"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/api/v1/consent-policy"), ("post", "/api/v1/events")] + SECRET_ONLY,
+)
+def test_secret_key__sent_from_a_browser__403_and_no_cors(shop, method, path):
+    # Given a page that (wrongly) embeds the secret key: its requests carry an Origin, even
+    # from an origin the property allows
+    client = shop.client(shop.sk, HTTP_ORIGIN="https://shop.example")
+    # When it calls the API, a storefront endpoint or a secret-only one
+    response = getattr(client, method)(path, {}, format="json")
+    # Then the key is refused with a code that says why, whether or not the key would do
+    assert response.status_code == 403, response.content
+    error = response.json()["error"]
+    assert error["code"] == "secret_key_in_browser" and "browser" in error["message"]
+    # And CORS does not answer: the page cannot even read the refusal
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+    assert not ConsentRecord.objects.exists()
+
+
+def test_secret_key__unknown_sk_from_a_browser__403_too(shop):
+    # A key shaped like a secret one is refused from a browser before it is looked up.
+    response = shop.client("sk_not-a-key", HTTP_ORIGIN="https://shop.example").get(
+        "/api/v1/consent-policy"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "secret_key_in_browser"
+    assert "Access-Control-Allow-Origin" not in response
+
+
+@pytest.mark.parametrize(("method", "path"), SECRET_ONLY)
+def test_cors_preflight__secret_only_endpoint__not_answered(shop, method, path):
+    # Given a browser about to call an endpoint only a secret key may call
+    response = Client().options(
+        path,
+        HTTP_ORIGIN="https://shop.example",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD=method.upper(),
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, content-type",
+    )
+    # Then the preflight gets no CORS headers (the browser will not send the request)
+    assert not [h for h in response.headers if h.lower().startswith("access-control-")]
+
+
+def test_secret_key__server_side_without_origin__served(shop):
+    # The same secret key from a server (no Origin header) is served as before.
+    response = shop.client(shop.sk).post(
+        "/api/v1/privacy-requests",
+        {"kind": "opt_out", "visitor_id": "v-1", "regulation": "gdpr"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    assert "Access-Control-Allow-Origin" not in response
 
 
 # ---- GPC relayed by a script ----------------------------------------------------------------

@@ -171,7 +171,7 @@ def test_events__gpc_header__recorded_for_a_visitor_whose_events_are_all_invalid
 
 
 def test_events__design_example_properties__accepted_on_click_and_scroll(shop, consent):
-    # DESIGN.md's example event carries {"element_id", "depth_pct", "..."}: a built-in type
+    # docs/CONTRACT.md's example event carries {"element_id", "depth_pct", "..."}: a built-in type
     # checks what it reads and keeps the rest
     consent(shop.prop, "v-1")
     props = {"element_id": "cta", "depth_pct": 75, "label": "Buy now"}

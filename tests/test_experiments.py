@@ -440,6 +440,42 @@ def test_summaries__sql_and_python__agree(postgres_only, lab):
     assert is_postgres()
 
 
+def test_experiment_save__running_reweighted__refused_unless_a_new_phase_counted_alone(
+    postgres_only, lab
+):
+    from personalization.exceptions import ApplicationError
+    from personalization.services.experiments import experiment_save
+
+    # Given a running 50/50 experiment that 60 visitors saw three hours ago
+    exp = make_experiment(lab, min_users=5)
+    _run_experiment(lab, n=60)
+    # When it is re-weighted without confirming a new phase
+    exp.variants = [{"variant": "default", "weight": 0.7}, {"variant": "b", "weight": 0.3}]
+    with pytest.raises(ApplicationError, match="would bias its results") as refused:
+        experiment_save(experiment=exp)
+    # Then nothing is saved
+    assert refused.value.code == "new_phase_required"
+    assert refused.value.details == {"fields": ["variants"]}
+    stored = Experiment.objects.get(pk=exp.pk)
+    assert [v["weight"] for v in stored.variants] == [0.5, 0.5] and stored.phase == 1
+    # When it is confirmed, and 8 visitors (2 of them seen before) are exposed afterwards
+    experiment_save(experiment=exp, new_phase=True)
+    later = ["e-0", "e-1", *(f"n-{i}" for i in range(6))]
+    consent_all(lab.prop, later[2:])
+    for v in later:
+        ask(lab, v)
+    # Then phase 2 counts only those 8, each from their exposure in it, on both paths
+    now = timezone.now()
+    sql, python = summaries_sql(exp, lab.click, now), summaries_python(exp, lab.click, now)
+    assert sql.keys() == python.keys()
+    for key in sql:
+        assert sql[key] == pytest.approx(python[key])
+    assert sum(sums[0] for sums in sql.values()) == len(later)
+    history = History.objects.get(experiment=exp, action="new_phase")
+    assert history.evidence["phase"] == 2 and list(history.evidence["changes"]) == ["variants"]
+    assert experiment_results(experiment=exp)["phase"] == 2
+
+
 def test_bandit__reallocation__moves_traffic_to_the_better_arm(lab):
     from personalization.services.experiments import experiment_reallocate
 

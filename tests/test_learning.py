@@ -348,6 +348,7 @@ def test_decide__model_answer__takes_the_session_budget_and_sticks(
         "kind": "model",
         "key": "cta-click",
         "version": version.version,
+        "sticky": True,
     }
     assert again.personalized is True
     # while a new session gets the model's new answer (here: the default)

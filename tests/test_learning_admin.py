@@ -1,7 +1,5 @@
 """Staff-side learning in the admin (no browser): runs, adoption, training, refusals."""
 
-import json
-
 import pytest
 from django.test import Client
 
@@ -203,7 +201,10 @@ def test_experiment_form__unknown_model_key_in_condition__refused_with_message(s
         variants=[{"variant": "default", "weight": 0.5}, {"variant": "b", "weight": 0.5}],
     )
     data = {k: v for k, v in model_to_dict(exp).items() if v is not None}
-    data["variants"] = json.dumps(exp.variants)
+    del data["variants"]  # the form takes them as rows of variant and weight
+    for i, v in enumerate(exp.variants):
+        data[f"variants-{i}-variant"] = v["variant"]
+        data[f"variants-{i}-weight"] = str(v["weight"])
     # When its targeting condition reads a model key that does not exist
     data["condition"] = '{"model.cta-clik.score": {"$gt": 0.7}}'
     form = ExperimentForm(data=data)

@@ -49,13 +49,21 @@ def ask(shop, visitor="v-1", slots=("recommendations",)):
     return decide(shop.prop, DecideRequest(visitor, f"s-{visitor}", list(slots)))
 
 
-def test_trending__most_viewed_last_hour__in_order(shop_reco):
-    events_ingest(
-        prop=shop_reco.prop,
-        events=views("v-2", ["a", "b", "b", "c", "c", "c"])
-        + views("v-3", ["d"], at=timezone.now() - timedelta(hours=3)),
-    )
+def test_trending__most_viewed_last_hour__in_order(shop_reco, consent):
+    # Given items viewed in the last hour by 5 (c), 4 (b) and 3 (a) distinct visitors, and
+    # one viewed by 5 visitors three hours ago (d)
+    for v in ("v-4", "v-5"):
+        consent(shop_reco.prop, v)
+    visitors = ["v-1", "v-2", "v-3", "v-4", "v-5"]
+    events = []
+    for item, count in (("a", 3), ("b", 4), ("c", 5)):
+        for visitor in visitors[:count]:
+            events += views(visitor, [item])
+    for visitor in visitors:
+        events += views(visitor, ["d"], at=timezone.now() - timedelta(hours=3))
+    events_ingest(prop=shop_reco.prop, events=events)
     rule(shop_reco.prop, "t", "recommendations", "trend")
+    # When a visitor is served trending items  Then the last hour's, most visitors first
     content = ask(shop_reco).answers["recommendations"].content
     assert content == {"title": "trend", "strategy": "trending", "items": ["c", "b", "a"]}
 

@@ -1,6 +1,6 @@
 """The permission matrix: every URL of the project × every role × own / other property.
 
-Source of truth: the role table of DESIGN.md ("Tenancy and permissions"). Each role holds its
+Source of truth: the role table of docs/CONTRACT.md ("Tenancy and permissions"). Each role holds its
 role on the "own" property only; "other" URLs name an object of the other property. A URL
 that exists but is not in the tables below fails ``test_matrix__every_url__has_a_rule``:
 adding a view means deciding here who may open it. Dashboard pages are covered by a name
@@ -114,6 +114,7 @@ PUBLIC = Rule(public=True)
 ROUTES: dict[str, Rule] = {
     "": PUBLIC,  # "/" redirects to the admin
     "demo": PUBLIC,  # the demo storefront is a public page, like any storefront's
+    "favicon": PUBLIC,  # /favicon.ico: a redirect to the static icon
     "admin:login": PUBLIC,
     "admin:index": Rule(STAFF),
     "admin:logout": Rule(STAFF, method="POST"),
@@ -149,8 +150,13 @@ ROUTES: dict[str, Rule] = {
     "api-survey-responses": Rule(NOBODY, method="POST"),
     "api-privacy-requests": Rule(NOBODY, method="POST"),
     "api-privacy-request-detail": Rule(NOBODY),
+    "api-privacy-export": Rule(NOBODY),
     # …but experiment results, which staff who read dashboards may open.
     "api-experiment-results": Rule(MAS),
+    # OpenFeature's OFREP endpoints take the storefront's keys only (tests/test_ofrep.py).
+    "ofrep-flag": Rule(NOBODY, method="POST"),
+    "ofrep-flags": Rule(NOBODY, method="POST"),
+    "ofrep-configuration": Rule(NOBODY),
     "api-schema": PUBLIC,
     "api-docs": PUBLIC,
 }
@@ -301,7 +307,8 @@ def test_matrix__every_role__opens_exactly_what_the_role_table_allows(world, sta
 
 
 @pytest.fixture
-def api_world(make_shop) -> World:
+def api_world(make_shop, settings, tmp_path) -> World:
+    media_root(settings, tmp_path)
     return api_world_build(make_shop)
 
 
@@ -316,6 +323,7 @@ API_KEYS: dict[str, str] = {
     "api-survey-responses": "publishable",
     "api-privacy-requests": "secret",
     "api-privacy-request-detail": "secret",
+    "api-privacy-export": "secret",
     "api-experiment-results": "secret",
     "api-schema": "none",
     "api-docs": "none",

@@ -7,12 +7,20 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from django.core import signing
 from django.test import Client
 from django.utils import timezone
 
 from consent import registry
+from consent.exceptions import DomainError
 from consent.models import AccessExport, AuditEntry
-from consent.services.access import export_path, exports_expire
+from consent.services.access import (
+    EXPORT_LINK_SECONDS,
+    export_link_token,
+    export_open_by_link,
+    export_path,
+    exports_expire,
+)
 from personalization.permissions import ANALYSTS, MARKETING, PRIVACY_OFFICERS
 from tests.privacy import media_root, raw_id, request_made, run_work, visitor_everywhere
 
@@ -146,3 +154,120 @@ def test_access_export__expired__link_refused_and_file_removed(shop, staff, medi
     export.refresh_from_db()
     assert export.status == "expired" and not export_path(export, shop.prop.pk).exists()
     assert exports_expire() == 0
+
+
+# ---- the storefront's download (the API, secret key) ---------------------------------------
+
+
+def _download_url(shop, req) -> str:
+    body = shop.client(shop.sk).get(f"/api/v1/privacy-requests/{req.public_id}").json()
+    return body["export"]["download_url"]
+
+
+def test_access_export__download_url_with_the_secret_key__archive_served_and_audited(
+    shop, staff, media
+):
+    # Given a completed access request, read by the storefront's server with its secret key
+    _, req, export = exported(shop, staff, raw_id())
+    url = _download_url(shop, req)
+    # When the server follows the download link with the same key (no session, no login)
+    response = shop.client(shop.sk).get(url)
+    # Then the archive comes as an attachment
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert zipfile.is_zipfile(io.BytesIO(b"".join(response.streaming_content)))
+    # And the download is audited under the key (its prefix, never the key)
+    entry = AuditEntry.objects.get(action="export.downloaded")
+    assert entry.actor is None and entry.target == f"privacy_request:{req.pk}"
+    assert entry.actor_label.startswith("api key sk_") and shop.sk not in entry.actor_label
+
+
+def test_access_export__download_url_without_the_secret_key__refused(shop, staff, media):
+    # Given a download link
+    officer, req, _ = exported(shop, staff, raw_id())
+    url = _download_url(shop, req)
+    # When it is followed without a key, with the publishable key, or by a signed-in officer
+    # Then each is refused in the API's error shape, and nothing is downloaded
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "missing_api_key"
+    publishable = shop.client(shop.pk).get(url)
+    assert publishable.status_code == 403
+    assert publishable.json()["error"]["code"] == "permission_denied"
+    assert login(officer).get(url).status_code == 401
+    assert not AuditEntry.objects.filter(action="export.downloaded").exists()
+
+
+def test_access_export__download_url_with_another_propertys_key__404(make_shop, staff, media):
+    # Given a download link of one shop
+    shop, other = make_shop("Alpha"), make_shop("Bravo")
+    _, req, _ = exported(shop, staff, raw_id())
+    url = _download_url(shop, req)
+    # When another shop's secret key follows it  Then it names nothing there
+    response = other.client(other.sk).get(url)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "export_not_found"
+    assert not AuditEntry.objects.filter(action="export.downloaded").exists()
+
+
+def test_access_export__download_url_tampered_with__404(shop, staff, media):
+    # Given a download link whose signed part was altered (another export's token put in)
+    _, req, _ = exported(shop, staff, raw_id())
+    url = _download_url(shop, req)
+    payload = url.rsplit("/", 1)[1].split(":", 1)[0]
+    forged = signing.b64_encode(b'{"p":1,"e":"x","x":9999999999}').decode()
+    # When it is followed  Then it names nothing
+    response = shop.client(shop.sk).get(url.replace(payload, forged))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "export_not_found"
+
+
+def test_access_export__download_url_older_than_an_hour__410_and_a_fresh_one_works(
+    shop, staff, media
+):
+    # Given a download link given out more than an hour ago
+    _, req, export = exported(shop, staff, raw_id())
+    old = export_link_token(
+        property_id=shop.prop.pk,
+        export_token=str(export.token),
+        expires_at=export.expires_at,
+        now=timezone.now() - timedelta(seconds=EXPORT_LINK_SECONDS + 1),
+    )
+    # When it is followed  Then it has expired (410), saying how to get a fresh one
+    response = shop.client(shop.sk).get(f"/api/v1/privacy-exports/{old}")
+    assert response.status_code == 410
+    assert response.json()["error"]["code"] == "export_link_expired"
+    # And reading the request again gives a link that works
+    assert shop.client(shop.sk).get(_download_url(shop, req)).status_code == 200
+
+
+def test_access_export__archive_expired__download_url_refused_410(shop, staff, media):
+    # Given a download link, then the archive's own expiry passing
+    _, req, export = exported(shop, staff, raw_id())
+    url = _download_url(shop, req)
+    AccessExport.objects.filter(pk=export.pk).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    # When the link is followed  Then the archive is gone (410)
+    response = shop.client(shop.sk).get(url)
+    assert response.status_code == 410
+    assert response.json()["error"]["code"] == "export_expired"
+
+
+def test_access_export__download_url__never_outlives_the_archive(shop, staff, media):
+    # Given an archive expiring in a minute
+    _, _, export = exported(shop, staff, raw_id())
+    soon = timezone.now() + timedelta(minutes=1)
+    link = export_link_token(
+        property_id=shop.prop.pk, export_token=str(export.token), expires_at=soon
+    )
+    # When its link is followed two minutes later  Then the link itself has expired
+    with pytest.raises(DomainError) as refused:
+        export_open_by_link(
+            property_id=shop.prop.pk,
+            link_token=link,
+            label="api key sk_test",
+            now=soon + timedelta(minutes=1),
+        )
+    assert refused.value.code == "export_link_expired" and refused.value.status_code == 410

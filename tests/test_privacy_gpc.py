@@ -60,6 +60,16 @@ def _survey_response(shop, vid, **headers):
     return shop.client(**headers).post("/api/v1/surveys/nps/responses", body, format="json")
 
 
+def _ofrep_flag(shop, vid, **headers):
+    body = {"context": {"targetingKey": vid, "session_id": "s-1"}}
+    return shop.client(**headers).post("/ofrep/v1/evaluate/flags/headline", body, format="json")
+
+
+def _ofrep_flags(shop, vid, **headers):
+    body = {"context": {"targetingKey": vid, "session_id": "s-1"}}
+    return shop.client(**headers).post("/ofrep/v1/evaluate/flags", body, format="json")
+
+
 # Every storefront route that names a visitor, with how to call it.
 GPC_CASES = {
     "api-events": (_events, "POST /api/v1/events"),
@@ -68,9 +78,20 @@ GPC_CASES = {
     "api-decide": (_decide, "POST /api/v1/decide"),
     "api-privacy-requests": (_privacy_request, "POST /api/v1/privacy-requests"),
     "api-survey-responses": (_survey_response, "POST /api/v1/surveys/<slug:key>/responses"),
+    "ofrep-flag": (_ofrep_flag, "POST /ofrep/v1/evaluate/flags/<str:key>"),
+    "ofrep-flags": (_ofrep_flags, "POST /ofrep/v1/evaluate/flags"),
 }
 # Storefront routes that name no visitor: there is nobody to record an opt-out for.
-NO_VISITOR = {"api-consent-policy", "api-privacy-request-detail", "api-survey"}
+# (The export download names a stored archive, not a visitor.)
+NO_VISITOR = {
+    "api-consent-policy",
+    "api-privacy-request-detail",
+    "api-survey",
+    "api-privacy-export",
+    "ofrep-configuration",
+}
+# Where storefront views are routed: the API's URLs and OpenFeature's OFREP endpoints.
+STOREFRONT_URLCONFS = ("personalization.api.urls", "personalization.api.ofrep_urls")
 
 
 @pytest.fixture
@@ -88,7 +109,8 @@ def test_gpc__every_storefront_route__is_covered_here():
     # Given the API's routes  When those served by storefront views are listed
     routes = {
         p.name
-        for p in get_resolver("personalization.api.urls").url_patterns
+        for urlconf in STOREFRONT_URLCONFS
+        for p in get_resolver(urlconf).url_patterns
         if isinstance(p, URLPattern)
         and issubclass(getattr(p.callback, "view_class", object), StorefrontView)
     }

@@ -279,12 +279,12 @@ def test_access_request__completed__detail_gives_download_link(shop, staff, cons
     run_work(request_start(request=req, user=officer))
     # When the storefront reads it
     body = shop.client(shop.sk).get(f"{URL}/{created['id']}").json()
-    # Then it is completed, with the officers' download link and its expiry
+    # Then it is completed, with a download link for the secret key and the archive's expiry
     assert body["status"] == "completed"
     export = body["export"]
     assert export["status"] == "ready" and export["expires_at"]
     assert export["progress"]["stores_done"] == export["progress"]["stores_total"] > 0
-    assert export["download_url"].startswith("http://testserver/privacy/exports/")
+    assert export["download_url"].startswith("http://testserver/api/v1/privacy-exports/")
 
 
 def test_openapi__privacy_request_endpoints__documented(db):

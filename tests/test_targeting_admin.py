@@ -132,6 +132,25 @@ def test_rule_preview__explains_each_step_without_logging(shop_with_slot, staff)
     assert not Decision.objects.exists()
 
 
+def test_rule_preview__sticky_repeat__marked_sticky_not_suppressed(shop_with_slot, staff):
+    from personalization.engine import DecideRequest, decide
+
+    # Given a rule with a cooldown that v-1's current session was already shown
+    r = rule(shop_with_slot.prop, "r", "headline", "short", cooldown_seconds=600)
+    events_ingest(prop=shop_with_slot.prop, events=[make_event()])
+    first = decide(shop_with_slot.prop, DecideRequest("v-1", "s-1", ["headline"]))
+    assert first.answers["headline"].key == "r"
+    # When an analyst tests the rule against v-1 now, within the cooldown
+    client = login(staff(ANALYSTS, shop_with_slot.prop))
+    text = client.get(f"/admin/personalization/rule/{r.pk}/preview/?visitor_id=v-1")
+    text = text.content.decode()
+    # Then the preview says the slot keeps the variant as a sticky repeat, which caps and
+    # cooldowns do not count, and does not call the served rule suppressed
+    assert "headline: serves short (rule r, sticky): kept from earlier in this session" in text
+    assert "caps, cooldowns and the session budget do not count it" in text
+    assert "suppressed (cooldown)" not in text
+
+
 def test_rule_replay__known_sequence__counts_matches_caps_conflicts(shop_with_slot):
     # Given v-1 with three page views in one session and v-2 with one
     t = timezone.now() - timedelta(hours=3)

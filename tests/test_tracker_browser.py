@@ -132,8 +132,10 @@ class Storefront:
 
 
 @pytest.fixture
-def demo(live_server: Any) -> Property:
-    """The demo property as load_demo builds it, on the live server's origin, no holdout."""
+def demo(live_server: Any, settings: Any) -> Property:
+    """The demo property as load_demo builds it, on the live server's origin, no holdout; the
+    demo page switched on, as `make run` does."""
+    settings.DEMO_ENABLED = True
     prop, _ = property_create(name="Demo shop", origins=[live_server.url])
     Property.objects.filter(pk=prop.pk).update(slug="demo-shop", holdout_pct=0)
     prop.refresh_from_db()

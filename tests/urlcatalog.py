@@ -21,6 +21,7 @@ from django.db.models import Model
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from consent.models import AccessExport, AuditEntry, AuditKind, PrivacyRequest
+from consent.services.access import export_link_token
 from consent.services.audit import audit_record
 from consent.services.requests import privacy_request_submit
 from consent.services.retention import retention_policy_set, retention_purge
@@ -210,12 +211,22 @@ def _argument(route: Route, name: str, conv: str | None, side: Side, world: Worl
         return str(1 if name == "version" else rule.pk)  # version 1 always exists
     if name == "token":
         return str(objects["consent.accessexport"].token)  # type: ignore[attr-defined]
+    if name == "link":  # the API's signed download link of the side's access export
+        export = objects["consent.accessexport"]
+        assert isinstance(export, AccessExport)
+        return export_link_token(
+            property_id=side.shop.prop.pk,
+            export_token=str(export.token),
+            expires_at=export.expires_at,
+        )
     if name == "request_id":
         return str(objects["consent.privacyrequest"].public_id)  # type: ignore[attr-defined]
     if name == "visitor_id":
         return "v-1"
     if name == "key" and "survey" in route.name:
         return "exit"
+    if name == "key" and route.name.startswith("ofrep-"):
+        return "headline"  # an OFREP flag is a slot
     if name in ("key", "experiment", "experiment_key"):
         return objects["personalization.experiment"].key  # type: ignore[attr-defined]
     if name in ("property", "property_id", "pk"):
@@ -265,7 +276,8 @@ def takes_object(route: Route) -> bool:
 
 
 def api_world_build(make_shop: Callable[..., Shop]) -> World:
-    """Just what the API's URLs name: an experiment, a survey, a privacy request."""
+    """Just what the API's URLs name: an experiment, a survey, privacy requests (an access
+    request's archive among them)."""
     sides = []
     for name in ("Own shop", "Other shop"):
         shop = make_shop(name)
@@ -285,12 +297,16 @@ def api_world_build(make_shop: Callable[..., Shop]) -> World:
             visitor_id="v-api",
             contact="a@mail.example",
         )
+        # An access request worked to its archive (written under MEDIA_ROOT: the caller
+        # points it at a temporary directory).
+        access = run_work(request_made(shop, "v-api", "access", None))
         side = Side(shop=shop)
         side.objects.update(
             {
                 "personalization.property": prop,
                 "personalization.experiment": experiment,
                 "consent.privacyrequest": request,
+                "consent.accessexport": AccessExport.objects.get(request=access),
             }
         )
         sides.append(side)

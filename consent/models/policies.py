@@ -54,7 +54,9 @@ class ConsentPolicy(models.Model):
         verbose_name_plural = "consent policies"
 
     def __str__(self) -> str:
-        return f"{self.property_id} v{self.version}"
+        # "Shop v2": what the admin's messages, log and audit entries name it by.
+        name = self.property.name if self.property_id else "consent policy"
+        return f"{name} v{self.version}" if self.version else f"{name} (unpublished)"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:

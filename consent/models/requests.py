@@ -40,7 +40,7 @@ class PrivacyRequest(models.Model):
 
     The raw visitor id is held only while the request is open (the work needs it
     to find the visitor's rows); closing the request clears it, and the keyed hash
-    is what stays (DESIGN.md, identifiers that must outlive an erasure).
+    is what stays (docs/CONTRACT.md, identifiers that must outlive an erasure).
     """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

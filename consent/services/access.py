@@ -3,7 +3,8 @@
 The archive is a zip under ``MEDIA_ROOT/PRIVACY_EXPORT_DIR/<property id>/<token>.zip``
 (the token is random; no visitor id in any path) holding ``export.json`` (every store,
 with its description) and one CSV per store. Progress is saved after each store, so
-the officer sees it move. The link is for officers of the property and expires
+the officer sees it move. It is downloaded by officers of the property (signed in) or by the
+property's secret key through a signed link of an hour (the API), until it expires
 (``PRIVACY_EXPORT_TTL_HOURS``); expired and erased archives are deleted from disk.
 """
 
@@ -17,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
 from .. import registry
+from ..csv_safe import csv_cell
 from ..exceptions import DomainError
 from ..hashing import visitor_key
 from ..models import AccessExport, ExportStatus, PrivacyRequest, RequestKind, RequestStatus
@@ -30,6 +33,10 @@ from .erasure import fault_pause
 from .requests import request_complete
 
 RUNNABLE = (RequestStatus.IN_PROGRESS, RequestStatus.EXTENDED)
+# The API's download link (for the property's secret key) is signed and short-lived: it
+# travels in URLs, which end up in logs.
+EXPORT_LINK_SECONDS = 3600
+EXPORT_LINK_SALT = "consent.access-export.link"
 
 
 def export_root() -> Path:
@@ -50,12 +57,12 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return str(value)
+    return csv_cell(value)
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
@@ -64,7 +71,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         columns.extend(c for c in row if c not in columns)
     writer = csv.DictWriter(out, fieldnames=columns or ["(no rows)"])
-    writer.writeheader()
+    writer.writerow({c: csv_cell(c) for c in columns or ["(no rows)"]})
     for row in rows:
         writer.writerow({c: _cell(row.get(c)) for c in columns})
     return out.getvalue()
@@ -170,9 +177,12 @@ def _readme(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_open(*, export: AccessExport, user: Any, now: datetime | None = None) -> Path:
+def export_open(
+    *, export: AccessExport, user: Any, now: datetime | None = None, label: str | None = None
+) -> Path:
     """The archive's path for a download by ``user`` (already checked as an officer of its
-    property), audited. Refuses an archive that is not ready or has expired."""
+    property) or by the API client ``label`` names, audited. Refuses an archive that is not
+    ready or has expired."""
     now = now or timezone.now()
     path = export_path(export, export.request.property_id)
     if export.status != ExportStatus.READY or not path.exists():
@@ -187,8 +197,52 @@ def export_open(*, export: AccessExport, user: Any, now: datetime | None = None)
         target=f"privacy_request:{export.request_id}",
         details={"size": export.size},
         user=user,
+        label=label,
     )
     return path
+
+
+def export_link_token(
+    *, property_id: int, export_token: str, expires_at: datetime | None, now: datetime | None = None
+) -> str:
+    """The signed part of an export's download link for the storefront's server (the API):
+    names the property and the export, and ends within ``EXPORT_LINK_SECONDS`` (never after
+    the archive itself). Reading the request again gives a fresh one."""
+    now = now or timezone.now()
+    until = now + timedelta(seconds=EXPORT_LINK_SECONDS)
+    if expires_at is not None:
+        until = min(until, expires_at)
+    payload = {"p": property_id, "e": export_token, "x": int(until.timestamp())}
+    return signing.dumps(payload, salt=EXPORT_LINK_SALT)
+
+
+def export_open_by_link(
+    *, property_id: int, link_token: str, label: str, now: datetime | None = None
+) -> tuple[AccessExport, Path]:
+    """The archive a signed link names, for a client of ``property_id`` (a link of another
+    property, or tampered with, names nothing), audited under ``label``; refused once the
+    link or the archive has expired (410)."""
+    now = now or timezone.now()
+    try:
+        payload = signing.loads(link_token, salt=EXPORT_LINK_SALT)
+    except signing.BadSignature:
+        payload = None
+    if not isinstance(payload, dict) or payload.get("p") != property_id:
+        raise DomainError("export_not_found", "No such export for this property.", status=404)
+    if now.timestamp() >= payload.get("x", 0):
+        raise DomainError(
+            "export_link_expired",
+            "This download link has expired; read the request again for a fresh one.",
+            status=410,
+        )
+    export = (
+        AccessExport.objects.select_related("request")
+        .filter(token=str(payload.get("e")), request__property_id=property_id)
+        .first()
+    )
+    if export is None:
+        raise DomainError("export_not_found", "No such export for this property.", status=404)
+    return export, export_open(export=export, user=None, now=now, label=label)
 
 
 def _remove_files(exports: list[AccessExport]) -> int:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from .. import registry
 from ..context import current_endpoint
-from ..exceptions import DomainError
+from ..exceptions import DomainError, problem
 from ..hashing import truncate_ip, visitor_key
 from ..models import (
     BUILT_IN_PURPOSES,
@@ -113,17 +113,27 @@ def consent_record(
     """Record a visitor's choice; with GPC the opt-out wins whatever was asked."""
     policy = policy_get(property_id, policy_version)
     if policy is None:
+        message = f"This property has no consent policy version {policy_version}."
         raise DomainError(
             "unknown_policy_version",
-            f"This property has no consent policy version {policy_version}.",
-            details={"policy_version": policy_version},
+            message,
+            details={"errors": [problem("policy_version", "unknown_policy_version", message)]},
         )
     unknown = sorted(set(purposes) - set(policy.purpose_keys))
     if unknown:
         raise DomainError(
             "unknown_purpose",
             f"Policy version {policy_version} does not define: {', '.join(unknown)}.",
-            details={"purposes": unknown},
+            details={
+                "errors": [
+                    problem(
+                        f"purposes.{key}",
+                        "unknown_purpose",
+                        f"is not a purpose of policy version {policy_version}",
+                    )
+                    for key in unknown
+                ]
+            },
         )
     if method not in ConsentMethod.values:
         raise DomainError("invalid_method", f"Unknown consent method {method!r}.")

@@ -253,9 +253,26 @@ def erasure_run(*, request_id: int, stop_after: int | None = None) -> PrivacyReq
     return _finish(request)
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def receipt_summary(*, removed: int, stores: int, kept: int) -> str:
+    """The receipt's sentence; ``kept`` is every row the receipt's table lists as kept."""
+    return (
+        f"Removed {_plural(removed, 'row, cache entry or file', 'rows, cache entries and files')}"
+        f" from {_plural(stores, 'store', 'stores')}; "
+        f"kept {_plural(kept, 'proof row that holds', 'proof rows that hold')} "
+        "only the keyed hash."
+    )
+
+
 def _receipt(request: PrivacyRequest, steps: list[ErasureStep]) -> dict[str, Any]:
     removed = sum(sum(s.removed.values()) + s.extra for s in steps)
-    kept = sum(s.kept for s in steps if s.store not in WORKFLOW_STORES)
+    # "Nothing held" leaves out the request's own bookkeeping (its suppression entry, the
+    # request itself); the summary counts every kept row its table lists, those included.
+    held = sum(s.kept for s in steps if s.store not in WORKFLOW_STORES)
+    kept = sum(s.kept for s in steps)
     touched = sum(1 for s in steps if s.removed or s.extra)
     stores = [
         {
@@ -271,19 +288,17 @@ def _receipt(request: PrivacyRequest, steps: list[ErasureStep]) -> dict[str, Any
         }
         for s in steps
     ]
-    if removed == 0 and kept == 0:
+    nothing_held = removed == 0 and held == 0
+    if nothing_held:
         summary = "No data was held about this visitor. The id is on the suppression list."
     else:
-        summary = (
-            f"Removed {removed} rows, cache entries and files from {touched} stores; "
-            f"kept {kept} proof rows that hold only the keyed hash."
-        )
+        summary = receipt_summary(removed=removed, stores=touched, kept=kept)
     return {
         "request": str(request.public_id),
         "property": request.property_id,
         "visitor_key": request.visitor_key,
         "completed_at": timezone.now().isoformat(),
-        "nothing_held": removed == 0 and kept == 0,
+        "nothing_held": nothing_held,
         "suppressed": True,
         "excluded_from_training": True,
         "summary": summary,
@@ -316,7 +331,7 @@ def _finish(request: PrivacyRequest) -> PrivacyRequest:
 def requests_scrub(property_id: int, visitor_id: str) -> dict[str, int]:
     """The requests store's eraser: closed requests of the visitor lose their contact.
 
-    They already lost the raw id when they closed; the keyed hash stays (DESIGN.md).
+    They already lost the raw id when they closed; the keyed hash stays (docs/CONTRACT.md).
     Open requests keep both until they close: the running erasure needs the id.
     """
     from ..hashing import visitor_key

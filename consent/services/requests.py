@@ -15,7 +15,7 @@ from dateutil.relativedelta import relativedelta
 from django.db import transaction
 from django.utils import timezone
 
-from ..exceptions import DomainError
+from ..exceptions import DomainError, problem
 from ..hashing import visitor_key
 from ..models import (
     AccessExport,
@@ -64,8 +64,11 @@ def _target(request: PrivacyRequest) -> str:
 def _clean_visitor_id(visitor_id: Any) -> str:
     value = visitor_id.strip() if isinstance(visitor_id, str) else ""
     if not value or len(value) > MAX_VISITOR_ID:
+        message = f"A visitor id has 1 to {MAX_VISITOR_ID} characters."
         raise DomainError(
-            "invalid_visitor_id", f"A visitor id has 1 to {MAX_VISITOR_ID} characters."
+            "invalid_visitor_id",
+            message,
+            details={"errors": [problem("visitor_id", "invalid", message)]},
         )
     return value
 
@@ -102,7 +105,10 @@ def privacy_request_submit(
     if regulation not in Regulation.values:
         raise DomainError("invalid_regulation", f"Unknown regulation {regulation!r}.")
     if len(contact or "") > MAX_CONTACT:
-        raise DomainError("invalid_contact", f"A contact has at most {MAX_CONTACT} characters.")
+        message = f"A contact has at most {MAX_CONTACT} characters."
+        raise DomainError(
+            "invalid_contact", message, details={"errors": [problem("contact", "invalid", message)]}
+        )
     vid = _clean_visitor_id(visitor_id)
     privacy_request_check(property_id=property_id, kind=kind, visitor_id=vid)
     now = timezone.now()

@@ -1,7 +1,9 @@
 """GET /api/v1/experiments/<key>/results — with a secret key, or as signed-in staff."""
 
+from datetime import UTC, datetime
 from typing import Any
 
+from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
@@ -13,15 +15,38 @@ from rest_framework.views import APIView
 
 from consent.tenancy import properties_for
 
-from ..exceptions import ApplicationError
+from ..exceptions import ApplicationError, problem
 from ..models import ApiKey, Experiment
 from ..services.experiments import experiment_results
 from .authentication import ApiKeyAuthentication
 from .serializers import ErrorSerializer
 
 
+def at_param(raw: str) -> datetime:
+    """``?at=``: a date (its end, UTC) or an ISO time (naive: UTC), as an aware UTC time.
+    Anything else, or a time outside what a datetime holds once in UTC
+    (``0001-01-01T00:00:00+14:00``), is the client's mistake: a 400."""
+    try:  # well-formed but impossible ("2026-02-30") raises ValueError
+        at = parse_datetime(raw)
+        if at is None and parse_date(raw) is not None:
+            at = parse_datetime(f"{raw}T23:59:59+00:00")
+        if at is not None:
+            at = at.astimezone(UTC) if timezone.is_aware(at) else at.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        at = None
+    if at is None:
+        raise ApplicationError.from_problems(
+            "invalid_request",
+            [problem("at", "invalid", "takes a date (2026-11-25) or an ISO time, years 1–9999")],
+        )
+    return at
+
+
 class SecretKeyOrStaff(BasePermission):
     """A secret key of the experiment's property, or staff who may read its dashboards."""
+
+    # Only a server (or the staff's own pages, same origin) calls it: no CORS for it.
+    secret_only = True
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if isinstance(request.auth, ApiKey):
@@ -75,15 +100,6 @@ class ExperimentResultsView(APIView):
     )
     def get(self, request: Request, key: str) -> Response:
         experiment = self._experiment(request, key)
-        at = None
         raw = request.query_params.get("at")
-        if raw:
-            try:  # well-formed but impossible ("2026-02-30") raises ValueError
-                at = parse_datetime(raw)
-                if at is None and parse_date(raw) is not None:
-                    at = parse_datetime(f"{raw}T23:59:59+00:00")
-            except ValueError:
-                at = None
-            if at is None:
-                raise ApplicationError("invalid_request", "?at= takes a date or an ISO time.")
+        at = at_param(raw) if raw else None
         return Response(experiment_results(experiment=experiment, at=at))

@@ -11,7 +11,7 @@ MAX_DEPTH = 32
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _problem(value: Any, limit: int) -> str | None:
+def json_problem(value: Any, limit: int) -> str | None:
     """What makes a parsed body unstorable, if anything. Iterative: no stack to exhaust."""
     stack = [(value, 1)]
     while stack:
@@ -44,7 +44,7 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError(f"JSON nested deeper than {MAX_DEPTH} levels.") from exc
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
-        problem = _problem(data, MAX_DEPTH)
+        problem = json_problem(data, MAX_DEPTH)
         if problem:
             raise exceptions.ParseError(problem)
         return data

@@ -19,6 +19,15 @@ class OriginNotAllowed(exceptions.PermissionDenied):
     default_detail = "This origin is not among the property's allowed origins."
 
 
+class SecretKeyInBrowser(exceptions.PermissionDenied):
+    default_code = "secret_key_in_browser"
+    default_detail = (
+        "A secret (sk_) key is for servers only, and this request came from a browser (it "
+        "carries an Origin header). Use a publishable (pk_) key in pages; if this secret key "
+        "was ever in a page, revoke it."
+    )
+
+
 class StorefrontKey(BasePermission):
     """A publishable or secret key. A publishable key must come from an allowed origin."""
 
@@ -33,6 +42,9 @@ class StorefrontKey(BasePermission):
 
 
 class SecretKey(StorefrontKey):
+    # Only a server can call it: CORS answers no browser for it, not even a preflight.
+    secret_only = True
+
     def has_permission(self, request: Request, view: Any) -> bool:
         super().has_permission(request, view)
         key = request.auth

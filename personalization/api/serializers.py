@@ -75,9 +75,16 @@ class ConsentPolicySerializer(serializers.Serializer):
 
 
 class ConsentInputSerializer(serializers.Serializer):
+    """Documents the body; validation runs through a compiled JSON Schema
+    (``validation.CONSENT_SCHEMA``): strict types, no unknown fields."""
+
     visitor_id = serializers.CharField(max_length=128)
     policy_version = serializers.IntegerField(min_value=1)
-    purposes = serializers.DictField(child=serializers.BooleanField(), allow_empty=True)
+    purposes = serializers.DictField(
+        child=serializers.BooleanField(),
+        allow_empty=True,
+        help_text="Purpose key → true or false (JSON booleans only).",
+    )
     # "gpc": a script relaying navigator.globalPrivacyControl, since browsers forbid scripts to
     # set the Sec-GPC header; recorded exactly as that header would be.
     method = serializers.ChoiceField(choices=["banner", "api", "gpc"], default="banner")
@@ -91,10 +98,35 @@ class EffectiveConsentSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField(allow_null=True)
 
 
+class ErrorProblemSerializer(serializers.Serializer):
+    path = serializers.CharField(
+        allow_blank=True,
+        help_text='Where, dotted: "purposes.analytics", "context.utm.source"; "" for the body '
+        "as a whole; a query parameter by its name.",
+    )
+    code = serializers.CharField(
+        help_text="required, unknown_field, invalid, or the endpoint's own (unknown_purpose, "
+        "unknown_question, invalid_answer, missing_answer, …)."
+    )
+    message = serializers.CharField()
+
+
+class ErrorDetailsSerializer(serializers.Serializer):
+    """Always an object ({} when there is nothing to add); more keys per error code, e.g.
+    ``max`` and ``received`` (batch_too_large, too_many_slots), ``scope``, ``limit`` and
+    ``window_seconds`` (rate_limited), ``purpose`` (no_consent), ``questions`` (survey answers)."""
+
+    errors = ErrorProblemSerializer(  # type: ignore[assignment]
+        many=True,
+        required=False,
+        help_text="When the request's content is at fault: every problem found.",
+    )
+
+
 class ErrorBodySerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    details = serializers.JSONField(allow_null=True)
+    details = ErrorDetailsSerializer()
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -112,6 +144,12 @@ class SourceSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["default", "rule", "experiment", "rollout", "model"])
     key = serializers.CharField(required=False)
     version = serializers.IntegerField(required=False)
+    sticky = serializers.BooleanField(
+        required=False,
+        help_text="Present (true) on a sticky repeat: the slot keeps what an earlier "
+        "adjustment of this session showed. Not a new application: caps, cooldowns and the "
+        "session budget do not count it, and it is never listed as suppressed.",
+    )
 
 
 class SlotAnswerSerializer(serializers.Serializer):
@@ -165,7 +203,10 @@ class PrivacyExportSerializer(serializers.Serializer):
     progress = ExportProgressSerializer()
     expires_at = serializers.DateTimeField(allow_null=True)
     download_url = serializers.URLField(
-        allow_null=True, help_text="For the property's privacy officers, signed in; expires."
+        allow_null=True,
+        help_text="The archive, for this property's secret key (GET it with the same "
+        "Authorization header); a signed link valid for an hour and never past expires_at. "
+        "Read the request again for a fresh one.",
     )
 
 

@@ -31,4 +31,7 @@ urlpatterns = [
         views.PrivacyRequestDetailView.as_view(),
         name="api-privacy-request-detail",
     ),
+    path(
+        "privacy-exports/<str:link>", views.PrivacyExportView.as_view(), name="api-privacy-export"
+    ),
 ]

@@ -1,11 +1,13 @@
-"""Compiled JSON Schemas of API request bodies that sit on hot paths."""
+"""Checks of API request bodies: compiled JSON Schemas (fast on the hot paths, strict
+everywhere: no coercion, no unknown fields), refusals listing each problem by its path."""
 
 from typing import Any
 
 import fastjsonschema
+from django.conf import settings
 
 from ..event_schemas import CONTEXT_PROPERTIES, UUID_PATTERN, describe_error
-from ..exceptions import ApplicationError
+from ..exceptions import ApplicationError, Problem, problem
 
 MAX_SLOTS = 50
 _ID = {"type": "string", "minLength": 1, "maxLength": 128}
@@ -48,16 +50,68 @@ DECIDE_SCHEMA: dict[str, Any] = {
 _decide = fastjsonschema.compile(DECIDE_SCHEMA)
 
 
+def schema_problems(exc: fastjsonschema.JsonSchemaValueException) -> list[Problem]:
+    """The problems a JSON Schema error stands for, each pointing at its field: a missing
+    field or an unknown one by its own path, not the object's."""
+    path = describe_error(exc)["path"]
+    value, definition = exc.value, exc.definition or {}
+    if exc.rule == "required" and isinstance(value, dict):
+        missing = [name for name in exc.rule_definition if name not in value]
+        return [problem(_join(path, name), "required", "is required") for name in missing]
+    if exc.rule == "additionalProperties" and isinstance(value, dict):
+        known = definition.get("properties", {})
+        unknown = sorted(name for name in value if name not in known)
+        return [problem(_join(path, name), "unknown_field", "unknown field") for name in unknown]
+    return [problem(path, "invalid", describe_error(exc)["message"])]
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
 def _checked(validator: Any, body: Any) -> dict[str, Any]:
     try:
         validator(body)
     except fastjsonschema.JsonSchemaValueException as exc:
-        error = describe_error(exc)
-        where = error["path"] or "body"
-        raise ApplicationError(
-            "invalid_request", f"{where}: {error['message']}", details=error
-        ) from exc
+        raise ApplicationError.from_problems("invalid_request", schema_problems(exc)) from exc
     return body
+
+
+def events_envelope(body: Any) -> list[Any]:
+    """The events of a batch's envelope; each event is then checked (and kept, quarantined or
+    counted as an error) by the ingest service."""
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list):
+        where = problem("events", "invalid", "must be an array")
+        if not isinstance(body, dict):
+            where = problem("", "invalid", 'must be an object with an "events" array')
+        elif "events" not in body:
+            where = problem("events", "required", "is required")
+        raise ApplicationError(
+            "invalid_envelope",
+            'The body must be an object with an "events" array.',
+            details={"errors": [where]},
+        )
+    if not events:
+        raise ApplicationError(
+            "invalid_envelope",
+            'The "events" array is empty.',
+            details={"errors": [problem("events", "invalid", "must not be empty")]},
+        )
+    if len(events) > settings.EVENTS_MAX_BATCH:
+        raise ApplicationError(
+            "batch_too_large",
+            f"At most {settings.EVENTS_MAX_BATCH} events a request; got {len(events)}.",
+            details={"max": settings.EVENTS_MAX_BATCH, "received": len(events)},
+        )
+    extra = sorted(set(body) - {"events"})
+    if extra:
+        raise ApplicationError(
+            "invalid_envelope",
+            f"Unknown top-level fields: {', '.join(extra)}.",
+            details={"errors": [problem(key, "unknown_field", "unknown field") for key in extra]},
+        )
+    return events
 
 
 def decide_body(body: Any) -> dict[str, Any]:
@@ -89,3 +143,35 @@ _survey_response = fastjsonschema.compile(SURVEY_RESPONSE_SCHEMA)
 
 def survey_response_body(body: Any) -> dict[str, Any]:
     return _checked(_survey_response, body)
+
+
+CONSENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["visitor_id", "policy_version", "purposes"],
+    "additionalProperties": False,
+    "properties": {
+        "visitor_id": {**_ID, "pattern": r"\S"},
+        "policy_version": {"type": "integer", "minimum": 1},
+        # Each value is true or false: no "yes", 1 or "true".
+        "purposes": {
+            "type": "object",
+            "maxProperties": 50,
+            "additionalProperties": {"type": "boolean"},
+        },
+        # "gpc": a script relaying navigator.globalPrivacyControl (browsers forbid scripts to
+        # set the Sec-GPC header); an officer's method is not the storefront's to claim.
+        "method": {"enum": ["banner", "api", "gpc"]},
+    },
+}
+
+_consent = fastjsonschema.compile(CONSENT_SCHEMA)
+
+
+def consent_body(body: Any) -> dict[str, Any]:
+    """A consent choice, strictly typed (``1.0`` is the integer 1, as JSON Schema has it)."""
+    checked = _checked(_consent, body)
+    return {
+        **checked,
+        "policy_version": int(checked["policy_version"]),
+        "method": checked.get("method", "banner"),
+    }

@@ -3,8 +3,9 @@
 import uuid
 from typing import Any
 
-from django.conf import settings
+from django.http import FileResponse
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,16 +14,17 @@ from rest_framework.views import APIView
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 from consent.selectors import EffectiveConsent
+from consent.services.access import export_link_token, export_open_by_link
 from consent.services.requests import privacy_request_submit
 
 from ..engine import DecideRequest, decide
-from ..exceptions import ApplicationError
+from ..exceptions import ApplicationError, problem
 from ..models import ApiKey, Property
 from ..services.ingest import events_ingest
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
 from .permissions import SecretKey, StorefrontKey
-from .validation import decide_body
+from .validation import consent_body, decide_body, events_envelope
 
 # Every refusal a storefront endpoint can answer, all in the one error shape (429: the
 # per-key and per-address rate limits, personalization/security/ratelimit.py).
@@ -78,25 +80,7 @@ class EventsView(StorefrontView):
         summary="Send a batch of behaviour events",
     )
     def post(self, request: Request) -> Response:
-        body = request.data
-        events = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(events, list):
-            raise ApplicationError(
-                "invalid_envelope", 'The body must be an object with an "events" array.'
-            )
-        if not events:
-            raise ApplicationError("invalid_envelope", 'The "events" array is empty.')
-        if len(events) > settings.EVENTS_MAX_BATCH:
-            raise ApplicationError(
-                "batch_too_large",
-                f"At most {settings.EVENTS_MAX_BATCH} events a request; got {len(events)}.",
-                details={"max": settings.EVENTS_MAX_BATCH, "received": len(events)},
-            )
-        extra = sorted(set(body) - {"events"})
-        if extra:
-            raise ApplicationError(
-                "invalid_envelope", f"Unknown top-level fields: {', '.join(extra)}."
-            )
+        events = events_envelope(request.data)
         result = events_ingest(prop=self.prop, events=events, gpc=self.gpc, ip=self.client_ip)
         return Response(result.as_response())
 
@@ -125,9 +109,7 @@ class ConsentView(StorefrontView):
         summary="Record a visitor's consent",
     )
     def post(self, request: Request) -> Response:
-        data = s.ConsentInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
+        v = consent_body(request.data)
         consent = consent_services.consent_record(
             property_id=self.prop.pk,
             visitor_id=v["visitor_id"],
@@ -144,7 +126,10 @@ class ConsentDetailView(StorefrontView):
     @extend_schema(responses={200: s.EffectiveConsentSerializer, **ERRORS})
     def get(self, request: Request, visitor_id: str) -> Response:
         if len(visitor_id) > 128:
-            raise ApplicationError("invalid_visitor_id", "A visitor id has at most 128 characters.")
+            raise ApplicationError.from_problems(
+                "invalid_visitor_id",
+                [problem("visitor_id", "invalid", "has at most 128 characters")],
+            )
         self.honour_gpc([visitor_id])
         consent = consent_selectors.consent_effective(self.prop.pk, visitor_id)
         return Response(_consent_body(visitor_id, consent))
@@ -212,7 +197,7 @@ class PrivacyRequestsView(StorefrontView):
                 f"An open {privacy_request.get_kind_display().lower()} request for this "
                 "visitor exists; this one was merged into it."
             )
-        # 202 either way (DESIGN.md): the request is accepted, as a new one or merged.
+        # 202 either way (docs/CONTRACT.md): the request is accepted, as a new one or merged.
         return Response(body, status=202)
 
 
@@ -225,11 +210,49 @@ class PrivacyRequestDetailView(StorefrontView):
         if found is None:
             raise ApplicationError("not_found", "No such request for this property.", status=404)
         body = consent_selectors.request_public(found)
-        if body["export"] is not None:
-            token = body["export"].pop("token")
-            body["export"]["download_url"] = (
-                request.build_absolute_uri(reverse("consent:export-download", args=[token]))
-                if token
-                else None
-            )
+        export = body["export"]
+        if export is not None:
+            token = export.pop("token")  # set once the archive is ready
+            export["download_url"] = self._download_url(token, export) if token else None
         return Response(body)
+
+    def _download_url(self, token: str, export: dict[str, Any]) -> str:
+        """A signed link of an hour (never past the archive), for this property's secret key."""
+        link = export_link_token(
+            property_id=self.prop.pk, export_token=token, expires_at=export["expires_at"]
+        )
+        return self.request.build_absolute_uri(reverse("api-privacy-export", args=[link]))
+
+
+class PrivacyExportView(StorefrontView):
+    """An access export's archive, for the storefront's server: the signed link that
+    ``GET privacy-requests/<id>`` gives, opened with the same property's secret key."""
+
+    permission_classes = [SecretKey]
+
+    @extend_schema(
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The archive (export.json and one CSV a store)."
+            ),
+            **ERRORS,
+            410: OpenApiResponse(
+                s.ErrorSerializer,
+                description="export_link_expired (read the request again for a fresh link) "
+                "or export_expired (the archive is gone; make a new request).",
+            ),
+        },
+        summary="Download an access request's archive",
+    )
+    def get(self, request: Request, link: str) -> FileResponse:
+        export, path = export_open_by_link(
+            property_id=self.prop.pk,
+            link_token=link,
+            label=f"api key {self.api_key.prefix}…",
+        )
+        return FileResponse(
+            path.open("rb"),
+            as_attachment=True,
+            filename=f"privacy-export-{export.request.public_id}.zip",
+            content_type="application/zip",
+        )

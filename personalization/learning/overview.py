@@ -8,7 +8,7 @@ and drawn by ``dashboard.js`` like every other chart there.
 from collections.abc import Iterable
 from typing import Any
 
-from ..charts import PALETTE, figure
+from ..charts import PALETTE, figure, text, texts
 from ..models import ClusterRun, ModelVersion, Property, RunStatus
 
 HEIGHT = 420
@@ -28,7 +28,8 @@ def cluster_scatter(run: ClusterRun) -> dict[str, Any]:
                 "y": [points["y"][i] for i in picked],
                 "mode": "markers",
                 "marker": {"size": 6, "opacity": 0.7, "color": PALETTE[index % len(PALETTE)]},
-                "name": f"{index}: {cluster.description} ({cluster.share:.0%})",
+                # a description names feature values (a UTM source, a referrer): visitor data
+                "name": text(f"{index}: {cluster.description} ({cluster.share:.0%})"),
             }
         )
     explained = points.get("explained") or [0, 0]
@@ -52,12 +53,12 @@ def versions_figure(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "x": [r["version"] for r in items],
             "y": [r["auc"] for r in items],
             "mode": "lines+markers",
-            "name": key,
+            "name": text(key),
             "marker": {
                 "size": 10,
                 "symbol": ["circle" if r["status"] == "promoted" else "circle-open" for r in items],
             },
-            "text": [r["status"] for r in items],
+            "text": texts(r["status"] for r in items),
         }
         for key, items in sorted(by_model.items())
     ]

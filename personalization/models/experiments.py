@@ -92,6 +92,15 @@ class Experiment(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # A change that would bias a running experiment (weights, variants, coverage, condition,
+    # namespace, slot, hashing) starts a new phase; results count the current phase only.
+    phase = models.PositiveIntegerField(default=1, editable=False)
+    phase_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the current phase began (empty: phase 1, since the start).",
+    )
     winner = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

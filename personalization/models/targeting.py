@@ -1,8 +1,14 @@
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 
 from .config import ConfigManager
 from .properties import Property
+
+# A top-level key of a variant's content (no path: ``text``, ``delay_ms``, ``show-banner``).
+FLAG_VALUE_FIELD = RegexValidator(
+    r"^[A-Za-z0-9_-]+$", "A content key: letters, digits, '_' and '-' (a top-level key)."
+)
 
 
 class Slot(models.Model):
@@ -28,6 +34,15 @@ class Slot(models.Model):
         related_name="+",
         help_text="Serve the variant with the highest predicted probability of this model's "
         "goal when no rule, experiment or rollout applies.",
+    )
+    flag_value_field = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[FLAG_VALUE_FIELD],
+        help_text="OpenFeature (OFREP) only: the key of the variants' content whose value is "
+        "served as the flag's value, so a client can ask for a string, number or boolean. "
+        "Empty: the whole content object. A variant without the key answers the caller's "
+        "own default.",
     )
 
     objects = ConfigManager()

@@ -1,10 +1,12 @@
-"""Rate limits on the API, per API key and per client address, counted in Redis.
+"""Rate limits on the API (and OFREP's endpoints), per API key and per client address,
+counted in Redis.
 
 A fixed window: one pipelined round trip increments both counters of the current window
 (``INCR`` + ``EXPIRE`` each) and the request is refused with ``429 rate_limited`` and
 ``Retry-After`` (the seconds left in the window) when either is over its limit. The key is
 counted by a SHA-256 of what the request presents, so a raw key never reaches Redis, and an
-invalid key is counted too (guessing keys is limited like anything else).
+invalid key is counted too (guessing keys is limited like anything else). Under ``/ofrep/``
+the refusal is reshaped into OFREP's error shape on its way out (``api.errors``).
 
 Without a Redis URL (a laptop) there are no limits. When Redis does not answer, requests are
 let through (fail open) with one logged warning, and Redis is not asked again for
@@ -26,7 +28,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..api.errors import error_body
-from ..services.keys import bearer_token
+from ..services.keys import presented_key
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +79,16 @@ def client_address(request: HttpRequest) -> str:
     return str(value).split(",")[0].strip() or "unknown"
 
 
-def presented_key(request: HttpRequest) -> str | None:
-    """A digest of the bearer token, whatever it is; never the token itself."""
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if not header:
+def key_digest(request: HttpRequest) -> str | None:
+    """A digest of the key presented (bearer token or OFREP's X-API-Key), whatever it is;
+    never the key itself."""
+    # One key, one count, however the scheme is spelled ("Bearer", "bearer", spacing) and
+    # whichever header carries it.
+    token = presented_key(
+        request.META.get("HTTP_AUTHORIZATION", ""), request.META.get("HTTP_X_API_KEY", "")
+    )
+    if token is None:
         return None
-    # One key, one count, however the scheme is spelled ("Bearer", "bearer", spacing).
-    token = bearer_token(header) or header
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
 
 
@@ -97,7 +102,7 @@ def ratelimit_check(request: HttpRequest, now: float | None = None) -> Verdict |
     if _down_until.get(url, 0.0) > now:
         return None
     counters: list[tuple[str, str, int]] = []
-    key = presented_key(request)
+    key = key_digest(request)
     if key is not None and settings.RATELIMIT_PER_KEY > 0:
         counters.append(("key", key, settings.RATELIMIT_PER_KEY))
     if settings.RATELIMIT_PER_ADDRESS > 0:
@@ -147,7 +152,7 @@ class RateLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(settings.RATELIMIT_PATH_PREFIX):
+        if request.path.startswith(settings.RATELIMIT_PATH_PREFIXES):
             verdict = ratelimit_check(request)
             if verdict is not None:
                 return rate_limited_response(verdict)

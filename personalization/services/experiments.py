@@ -1,10 +1,11 @@
-"""Experiments and rollouts: validate, start, stop, promote, kill; compute results.
+"""Experiments and rollouts: validate, save, start, stop, promote, kill; compute results.
 
 Results count, per variant, the visitors exposed (their first logged answer in the
-experiment) and each goal's value per visitor within the goal's attribution window
-after that first exposure. On PostgreSQL the summaries are one aggregate query per
-goal; elsewhere (the SQLite laptop default) the same numbers are computed in Python,
-and tests check the two agree.
+experiment's current phase) and each goal's value per visitor within the goal's
+attribution window after that first exposure. A change that would bias a running
+experiment starts a new phase (``experiment_save``), confirmed by staff. On PostgreSQL
+the summaries are one aggregate query per goal; elsewhere (the SQLite laptop default)
+the same numbers are computed in Python, and tests check the two agree.
 """
 
 import math
@@ -73,8 +74,12 @@ def experiment_problems(
             keys.append(str(v["variant"]))
             weights.append(weight)
         else:
-            if not math.isclose(sum(weights), 1.0, abs_tol=1e-6):
-                problems["variants"] = f"The weights must sum to 1 (they sum to {sum(weights):g})."
+            total = sum(weights)
+            if not math.isclose(total, 1.0, abs_tol=1e-6):
+                problems["variants"] = (
+                    f"The weights must sum to 1, or 100% (they sum to {total:g}, "
+                    f"{round(total * 100, 4):g}%)."
+                )
             elif len(set(keys)) != len(keys):
                 problems["variants"] = "Each variant appears once."
             elif slot_id is not None:
@@ -102,6 +107,110 @@ def experiment_problems(
     if not 0.5 < confidence < 1:
         problems["confidence"] = "The confidence level lies between 0.5 and 1 (e.g. 0.95)."
     return problems
+
+
+# What a running experiment cannot change without a new phase: each would bias the
+# comparison between visitors bucketed before and after it.
+PHASE_FIELDS = {
+    "slot": "slot",
+    "variants": "variants or weights",
+    "coverage": "coverage",
+    "condition": "condition",
+    "namespace": "namespace",
+    "seed": "hash seed (or the key it defaults to)",
+    "hash_version": "hash version",
+}
+
+
+def _rounded(value: Any) -> Any:
+    """A number compared as a number (0.5 == 0.50000000001 == 1/2), anything else as is."""
+    try:
+        return round(float(value), 9)
+    except (TypeError, ValueError):
+        return value
+
+
+def _phase_view(experiment: Experiment) -> dict[str, Any]:
+    """The settings that decide who is bucketed into which variant, in comparable form."""
+    variants = experiment.variants if isinstance(experiment.variants, list) else []
+    namespace = experiment.namespace or None
+    if isinstance(namespace, list) and len(namespace) == 3:
+        namespace = [str(namespace[0]), _rounded(namespace[1]), _rounded(namespace[2])]
+    return {
+        "slot": experiment.slot_id,
+        "variants": [
+            {"variant": str(v.get("variant")), "weight": _rounded(v.get("weight"))}
+            if isinstance(v, dict)
+            else v
+            for v in variants
+        ],
+        "coverage": _rounded(experiment.coverage),
+        "condition": experiment.condition or {},
+        "namespace": namespace,
+        "seed": experiment.seed,
+        "hash_version": experiment.hash_version,
+    }
+
+
+def experiment_phase_changes(before: Experiment, after: Experiment) -> dict[str, dict]:
+    """The changes from ``before`` to ``after`` that would bias ``before`` if it is running:
+    field → {"before", "after"} (empty when it is not running or nothing such changed)."""
+    if before.status != ExperimentStatus.RUNNING:
+        return {}
+    old, new = _phase_view(before), _phase_view(after)
+    return {
+        name: {"before": old[name], "after": new[name]}
+        for name in PHASE_FIELDS
+        if old[name] != new[name]
+    }
+
+
+def phase_changes_message(experiment: Experiment, changes: dict[str, dict]) -> str:
+    """Why a change to a running experiment needs a new phase, in words staff read."""
+    what = ", ".join(PHASE_FIELDS[name] for name in changes)
+    return (
+        f"{experiment.key} is running (phase {experiment.phase}): changing its {what} would "
+        "bias its results. Confirm that this starts a new phase (phase "
+        f"{experiment.phase + 1}: results then count only visitors exposed from now on), "
+        "or undo the change."
+    )
+
+
+@transaction.atomic
+def experiment_save(
+    *, experiment: Experiment, user: Any = None, new_phase: bool = False
+) -> Experiment:
+    """Save an experiment staff edited. A change that would bias it while it runs is
+    refused unless ``new_phase`` confirms it; then the experiment enters its next phase
+    (results count exposures from now on) and the history records the change, before and
+    after."""
+    before = None
+    if experiment.pk is not None:
+        before = Experiment.objects.select_for_update().filter(pk=experiment.pk).first()
+    changes = experiment_phase_changes(before, experiment) if before is not None else {}
+    if changes and not new_phase:
+        raise ApplicationError(
+            "new_phase_required",
+            phase_changes_message(before, changes),  # type: ignore[arg-type]
+            details={"fields": list(changes)},
+        )
+    if changes:
+        assert before is not None
+        experiment.phase = before.phase + 1
+        experiment.phase_started_at = timezone.now()
+    experiment.save()
+    if changes:
+        _history(
+            action="new_phase",
+            user=user,
+            experiment=experiment,
+            evidence={
+                "phase": experiment.phase,
+                "started_at": experiment.phase_started_at.isoformat(),  # type: ignore[union-attr]
+                "changes": changes,
+            },
+        )
+    return experiment
 
 
 def _history(*, action: str, user: Any = None, evidence: dict | None = None, **target: Any) -> None:
@@ -194,17 +303,19 @@ class Exposure:
 
 
 def _exposures(experiment: Experiment, until: datetime) -> dict[str, Exposure]:
+    """Each visitor's first exposure in the experiment's current phase."""
     decision_log_flush()  # exposures acknowledged from Redis count too
     out: dict[str, Exposure] = {}
-    rows = (
-        Adjustment.objects.filter(
-            property_id=experiment.property_id,
-            source_kind="experiment",
-            source_key=experiment.key,
-            created_at__lte=until,
-        )
-        .order_by("visitor_id", "created_at")
-        .values_list("visitor_id", "variant_key", "created_at", "session_id")
+    logged = Adjustment.objects.filter(
+        property_id=experiment.property_id,
+        source_kind="experiment",
+        source_key=experiment.key,
+        created_at__lte=until,
+    )
+    if experiment.phase_started_at is not None:
+        logged = logged.filter(created_at__gte=experiment.phase_started_at)
+    rows = logged.order_by("visitor_id", "created_at").values_list(
+        "visitor_id", "variant_key", "created_at", "session_id"
     )
     for visitor, variant, at, session in rows.iterator(chunk_size=10_000):
         out.setdefault(visitor, Exposure(variant, at, session))
@@ -303,14 +414,17 @@ def summaries_sql(experiment: Experiment, goal: Goal, until: datetime) -> dict[s
         "element": goal.element_id,
         "gap": RETURN_GAP.total_seconds(),
         "back": goal.retention_days * 86400,
+        "since": experiment.phase_started_at,
     }
-    exposures = """
+    # The current phase only (phase 1, with no start recorded: every exposure).
+    phase = "AND created_at >= %(since)s" if experiment.phase_started_at is not None else ""
+    exposures = f"""
         WITH ex AS (
             SELECT DISTINCT ON (visitor_id) visitor_id, variant_key AS variant,
                    created_at AS first_at, session_id
             FROM personalization_adjustment
             WHERE property_id = %(p)s AND source_kind = 'experiment' AND source_key = %(key)s
-              AND created_at <= %(until)s
+              AND created_at <= %(until)s {phase}
             ORDER BY visitor_id, created_at
         )"""
     element = "AND ev.properties->>'element_id' = %(element)s" if goal.element_id else ""
@@ -453,14 +567,22 @@ def experiment_results_compute(experiment: Experiment, now: datetime | None = No
             correction=experiment.correction,  # type: ignore[arg-type]
         )
         analyses.append((link, goal, kind, analysis))
+    phase = {
+        "phase": experiment.phase,
+        "phase_started_at": experiment.phase_started_at.isoformat()
+        if experiment.phase_started_at
+        else None,
+    }
     if not analyses:
         return {
             "experiment": experiment.key,
             "snapshot_at": now.isoformat(),
+            **phase,
             "method": experiment.method,
             "srm_p_value": None,
             "recommendation": "keep running",
-            "recommendation_detail": "Not enough data yet: no visitor has been exposed.",
+            "recommendation_detail": "Not enough data yet: no visitor has been exposed"
+            + (f" since phase {experiment.phase} began." if experiment.phase > 1 else "."),
             "warnings": [],
             "goals": [],
             "enough_data": False,
@@ -511,6 +633,7 @@ def experiment_results_compute(experiment: Experiment, now: datetime | None = No
     return {
         "experiment": experiment.key,
         "snapshot_at": now.isoformat(),
+        **phase,
         "method": experiment.method,
         "srm_p_value": combined.srm.p_value,
         "srm_flagged": combined.srm.flagged,

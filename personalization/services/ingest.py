@@ -23,7 +23,7 @@ from django.utils import timezone
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 
-from .. import event_schemas, hotstate, signals
+from .. import event_schemas, hotstate, schema_patterns, signals
 from ..db import (
     from_db_datetime,
     from_db_json,
@@ -158,6 +158,9 @@ def _prepare(
         validator(props)
     except fastjsonschema.JsonSchemaValueException as exc:
         return Rejected(index, raw, event_schemas.describe_error(exc, "properties"))
+    except schema_patterns.SchemaPatternError as exc:
+        # A regex of the type's schema ran out of time (or the batch's budget for them).
+        return Rejected(index, raw, {"path": "properties", "message": str(exc)})
     ts = event_schemas.parse_timestamp(raw["timestamp"])
     if ts is None:
         return Rejected(
@@ -201,8 +204,10 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 
 
 def _type_label(raw: Any) -> str:
+    """The type a quarantined event is filed and counted under: its name when it is a
+    well-formed type name, else "(invalid)" (what the sender wrote stays in the payload)."""
     value = raw.get("type") if isinstance(raw, dict) else None
-    return value[:64] if isinstance(value, str) and value else "(invalid)"
+    return value if event_schemas.type_name_valid(value) else "(invalid)"
 
 
 def _gate(
@@ -280,20 +285,26 @@ def events_ingest(
     now: datetime | None = None,
 ) -> IngestResult:
     now = now or timezone.now()
-    names = {e["type"] for e in events if isinstance(e, dict) and isinstance(e.get("type"), str)}
+    # (Only well-formed names: the envelope refuses the others before any lookup.)
+    names = {
+        e["type"]
+        for e in events
+        if isinstance(e, dict) and event_schemas.type_name_valid(e.get("type"))
+    }
     book = TypeBook(prop, names)
     result = IngestResult()
     fates: Counter[tuple[str, str]] = Counter()
     prepared: list[Prepared] = []
     rejected: list[Rejected] = []
-    for index, raw in enumerate(events):
-        item = _prepare(index, raw, book, prop, now)
-        if isinstance(item, Prepared):
-            prepared.append(item)
-        else:
-            rejected.append(item)
+    with schema_patterns.batch_budget(len(events)):
+        for index, raw in enumerate(events):
+            item = _prepare(index, raw, book, prop, now)
+            if isinstance(item, Prepared):
+                prepared.append(item)
+            else:
+                rejected.append(item)
     if gpc:
-        # Every visitor the request names, their invalid events' too (DESIGN.md: a request
+        # Every visitor the request names, their invalid events' too (docs/CONTRACT.md: a request
         # carrying Sec-GPC records the opt-out), before the gate reads consent.
         consent_services.gpc_apply(property_id=prop.pk, visitor_ids=_named(events), ip=ip)
     to_store, _ = _gate(prop, prepared, result, fates)
@@ -355,14 +366,15 @@ def quarantine_replay(*, prop: Property, ids: list[int]) -> ReplayResult:
     book = TypeBook(prop, {n for n in names if n})
     prepared: list[Prepared] = []
     failed: list[QuarantinedEvent] = []
-    for pk, q in rows.items():
-        item = _prepare(pk, q.payload, book, prop, now)
-        if isinstance(item, Prepared):
-            prepared.append(item)
-        else:
-            q.errors = [item.error]
-            q.replay_attempts += 1
-            failed.append(q)
+    with schema_patterns.batch_budget(len(rows)):
+        for pk, q in rows.items():
+            item = _prepare(pk, q.payload, book, prop, now)
+            if isinstance(item, Prepared):
+                prepared.append(item)
+            else:
+                q.errors = [item.error]
+                q.replay_attempts += 1
+                failed.append(q)
     result = IngestResult()
     fates: Counter[tuple[str, str]] = Counter()
     to_store, dropped = _gate(prop, prepared, result, fates)

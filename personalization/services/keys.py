@@ -73,6 +73,20 @@ def bearer_token(header: str) -> str | None:
     return None
 
 
+def presented_key(authorization: str, api_key: str = "") -> str | None:
+    """What a request presents as its key, valid or not (to count it, or to spot a secret key
+    in a browser): the bearer token of ``Authorization`` (the whole header when it is not a
+    bearer), else OFREP's ``X-API-Key``; None when it presents nothing."""
+    if authorization:
+        return bearer_token(authorization) or authorization
+    return api_key.strip() or None
+
+
+def is_secret_key(raw: str) -> bool:
+    """Whether a presented key claims to be secret (valid or not): by its prefix."""
+    return raw.startswith(PREFIXES[ApiKeyKind.SECRET])
+
+
 def api_key_authenticate(raw: str) -> ApiKey | None:
     if not raw.startswith(("pk_", "sk_")) or len(raw) > 100:
         return None

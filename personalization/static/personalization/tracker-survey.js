@@ -19,7 +19,7 @@
         const name = `ma-q-${key}-${i}`, multi = /multi/.test(q.type);
         const choices = Array.isArray(q.choices) ? q.choices : [];
         const inputs = choices.map(() => h('input', { type: multi ? 'checkbox' : 'radio', name }));
-        const text = !choices.length && h('textarea', { name, 'aria-label': q.text || q.key, maxlength: 2000 });
+        const text = choices.length ? null : h('textarea', { name, 'aria-label': q.text || q.key, maxlength: 2000 });
         form.append(h('fieldset', { 'data-question': q.key },
           h('legend', { text: q.text || q.key }),
           text,

@@ -81,10 +81,11 @@
   // ---- events: batched, retried with backoff, flushed with keepalive when the page is hidden -------
   let ctx = {};
   function context() {
-    if (ctx.url != cut(location.href, 2048)) {
+    const url = cut(location.href, 2048);
+    if (ctx.url != url) {
       const utm = {};
       new URLSearchParams(location.search).forEach((v, k) => { if (/^utm_(source|medium|campaign|term|content)$/.test(k)) utm[k.slice(4)] = cut(v); });
-      ctx = { url: cut(location.href, 2048), user_agent: cut(N.userAgent, 1024), title: cut(D.title) };
+      ctx = { url, user_agent: cut(N.userAgent, 1024), title: cut(D.title) };
       if (D.referrer) ctx.referrer = cut(D.referrer, 2048);
       if (N.language) ctx.locale = cut(N.language, 35);
       if (Object.keys(utm).length) ctx.utm = utm;
@@ -208,10 +209,11 @@
     if (ask) banner(granted);
     emit('ready', { policy, purposes: granted, ask });
   }
+  const early = () => warn('early', 'consent policy not loaded yet: wait for microadjust:ready');
   const remember = (p, answered, g) => save('localStorage', 'ma_consent', { vid, v: policy.version, p, a: answered ? 1 : 0, g });
   // Record a choice with the API: only what the API confirms is in force.
   async function choose(purposes, answered, method = 'banner') {
-    if (!policy) return warn('early', 'consent policy not loaded yet: wait for microadjust:ready');
+    if (!policy) return early();
     const asked = {};
     for (const { key } of policy.purposes) asked[key] = purposes[key] === true && !(gpc && GPC.includes(key));
     const r = await send('consent', { visitor_id: vid, policy_version: policy.version, purposes: asked, method: gpc ? 'gpc' : method });
@@ -236,7 +238,7 @@
   function h(tag, attrs = {}, ...kids) {
     const e = D.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) if (k == 'text') e.textContent = v; else if (v != null) e.setAttribute(k, v);
-    e.append(...kids.filter(k => k != null && k !== ''));
+    e.append(...kids.filter(Boolean)); // no null, '' or false child shown as text
     return e;
   }
   // Parts few page views need (the banner's UI, recommendation items, surveys) load on demand
@@ -249,7 +251,7 @@
     D.head.append(s);
   }).then(make => make(core), e => warn('part' + name, `tracker-${name}.js did not load (${e.type || e})`));
   const banner = (prev, open) => !policy
-    ? warn('early', 'consent policy not loaded yet: wait for microadjust:ready')
+    ? early()
     : (cfg.banner != 'none' || open) && part('banner').then(show => show?.(prev, open));
   const closeBanner = () => D.querySelector('.ma-banner')?.remove();
 
@@ -298,24 +300,34 @@
         e.classList.add('layout-' + v);
         e.dataset.layout = v;
       } else if (k == 'attributes' && obj(v)) {
-        for (const a in v) setAttr(e, a, v[a]);
+        for (const a in v) put(e, a, v[a], key);
       } else if (k == 'items' && Array.isArray(v)) {
         if (v.length) part('items').then(show => show?.(e, key, v)); // no items: the defaults stay
       } else if (k == 'survey' && typeof v == 'string') {
         part('survey').then(show => show?.(e, v));
       } else if (/^(string|number)$/.test(typeof v) && (spot || ((k == 'text' || k == 'label') && !e.children.length))) {
-        (spot || e).textContent = v;
+        put(spot || e, null, v, key);
       } else {
         left.push(k);
       }
     }
     if (left.length) warn('place' + key + left, `slot ${key}: nowhere to put ${left} (data-content? <template>?); left as is`);
   }
-  function setAttr(e, name, v) {
-    v = String(v);
-    if (/^[a-z][\w-]*$/i.test(name) && !/^(on|style$)/i.test(name)
-      && (!/^(href|src|action|formaction|srcset)$/i.test(name) || /^(https?:|[\/.#?])/i.test(v.trim()))) e.setAttribute(name, v);
-    else warn('attr' + name, `slot attribute ${name} refused`);
+  // The one gate for what an answer writes into the page, slot content and items alike
+  // (README, "What a variant may change"): text only as textContent, attributes only from an
+  // allow-list, URLs only http(s), mailto, tel or relative, nothing in elements that load or run
+  // code. Each refusal is one warning.
+  function put(e, name, v, key) {
+    v += '';
+    let t = e.localName, why = /^(i?frame|object|embed|script|style|link|meta|base)$/i.test(t) ? 'element'
+      : name == null ? ''
+      : !/^(class|title|alt|lang|dir|hidden|role|target|rel|width|height|loading|placeholder|sizes|href|src|srcset|poster|aria-[a-z]+)$/.test(name) ? 'attribute'
+      : /^(href|src|srcset|poster)$/.test(name) && (name == 'srcset' ? v.split(',') : [v]).some(u => !/^((https?|mailto|tel):|[/.#?])/i.test(u.trim()))
+        && 'URL ' + JSON.stringify(cut(v, 100));
+    // The message is also the warning's code: the same refusal again is not reported twice.
+    if (why) warn(why = `slot ${key}: ${name == null ? 'text' : JSON.stringify(name)} on <${t}> refused: ${why} not allowed`, why);
+    else if (name == null) e.textContent = v;
+    else e.setAttribute(name, v);
   }
   // Pop-ups: [data-popup] slots start hidden and show after data-delay-ms; an answer's delay_ms
   // moves that moment (counted from page load), and suppress: true cancels it.
@@ -349,10 +361,11 @@
     if (item) props.item_id = cut(item.dataset.itemId);
     return props;
   }
+  const hide = e => e.closest?.('[data-popup]')?.setAttribute('hidden', '');
   function onClick(ev) {
     const ma = ev.target.closest?.('[data-ma-consent],[data-ma-close]');
     if (ma?.hasAttribute('data-ma-consent')) banner(granted, true);
-    else if (ma) ma.closest('[data-popup]')?.setAttribute('hidden', '');
+    else if (ma) hide(ma);
     const t = target(ev, TRACKED + ',a[href]');
     if (!t) return;
     const props = describe(t), text = (t.innerText || t.textContent || '').trim().replace(/\s+/g, ' ');
@@ -516,7 +529,7 @@
     hookDataLayer();
     on(D, 'click', onClick);
     on(D, 'keydown', ev => {
-      if (ev.key == 'Escape') ev.target.closest?.('[data-popup]')?.setAttribute('hidden', '');
+      if (ev.key == 'Escape') hide(ev.target);
     });
     on(D, 'mouseover', onOver);
     on(D, 'mouseout', ev => ev.relatedTarget || endHover());
@@ -534,7 +547,7 @@
 
   // What the on-demand parts may use.
   const core = {
-    h, on, warn, cut, obj, send, problem, track, choose, setAttr, gpc, GPC, tag, attr,
+    h, on, warn, cut, obj, send, problem, track, choose, put, gpc, GPC, tag, attr,
     policy: () => policy, visitor: () => vid, session: () => session(true).id
   };
   const all = value => Object.fromEntries((policy?.purposes || []).map(p => [p.key, value]));
