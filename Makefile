@@ -42,6 +42,7 @@ test: $(STAMP)
 	$(TEST_ENV) $(BIN)/ruff check .
 	$(TEST_ENV) $(BIN)/ruff format --check .
 	$(TEST_ENV) $(BIN)/mypy .
+	$(TEST_ENV) $(BIN)/lint-imports
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 

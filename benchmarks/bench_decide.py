@@ -30,7 +30,7 @@ In-process, interleaved per decision, on the same visitors:
 (c) the whole ``decide()`` on PostgreSQL: consent, signals, counters, the budget, the atomic
     counter updates and the decision log — with the Redis cache (``--redis-url``, default
     ``redis://127.0.0.1:6379/3``, flushed at the start) or the per-process cache
-    (``--no-redis``). With Redis, the engine's hot state (personalization/hotstate.py) is in
+    (``--no-redis``). With Redis, the engine's hot state (personalization/hotstate/) is in
     the same Redis: counters and budget read in one round trip, applied with the log entry
     queued in one Lua script, the log flushed to PostgreSQL in batches (timed apart: the
     flush's cost per decision); (c0) is the same decisions on the database path

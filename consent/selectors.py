@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from . import registry
 from .hashing import visitor_key
+from .holdings import property_model
 from .models import (
     CLOSED_STATUSES,
     AuditEntry,
@@ -24,7 +25,6 @@ from .models import (
     RetentionPolicy,
     Suppression,
 )
-from .tenancy import property_model
 
 POLICY_CACHE_SECONDS = 5
 
@@ -204,7 +204,7 @@ def consent_effective(property_id: int, visitor_id: str) -> EffectiveConsent:
 
 
 # A visitor's latest record as a plain row: (id, granted, policy_id, created_at, suppressed).
-# The decision engine keeps these rows in Redis (personalization/hotstate.py) and turns them
+# The decision engine keeps these rows in Redis (personalization/hotstate/) and turns them
 # into the effective consent with ``consent_effective_from_row``, exactly as a query would.
 LatestRow = tuple[int, list[str], int, datetime, bool]
 

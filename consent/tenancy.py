@@ -1,4 +1,5 @@
-"""Tenancy: which properties a staff user holds, and an admin base scoped by it.
+"""Tenancy: the admin base scoped by the properties a staff user holds (the helpers that
+answer who holds what live in ``consent.holdings`` and are re-exported here).
 
 Shared by every app. It lives in the consent app, the lowest layer (it imports no
 other project app), and reaches the Property model through the app registry.
@@ -6,67 +7,26 @@ other project app), and reaches the Property model through the app registry.
 
 from typing import Any
 
-from django.apps import apps
 from django.contrib import admin
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
-from guardian.shortcuts import get_objects_for_user
 
-
-def property_model() -> type[Model]:
-    return apps.get_model("personalization", "Property")
-
-
-def properties_for(user: Any, codename: str = "view_property") -> QuerySet:
-    """The properties on which ``user`` holds ``codename``; superusers hold all.
-
-    The ids are worked out once per user object and codename (a request's user lives for
-    that request): an admin page asks this once per registered model, and guardian's query
-    behind it is the costly part. ``forget_properties(user)`` drops what was worked out."""
-    model = property_model()
-    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return model._default_manager.none()
-    if getattr(user, "is_superuser", False):
-        return model._default_manager.all()
-    memo: dict[str, list[int]] = user.__dict__.setdefault("_properties_for", {})
-    if codename not in memo:
-        memo[codename] = list(
-            get_objects_for_user(
-                user,
-                f"personalization.{codename}",
-                klass=model,
-                use_groups=True,
-                with_superuser=True,
-                accept_global_perms=False,
-            ).values_list("pk", flat=True)
-        )
-    return model._default_manager.filter(pk__in=memo[codename])
-
-
-def forget_properties(user: Any) -> None:
-    """After a change of ``user``'s permissions, within the same request or test."""
-    user.__dict__.pop("_properties_for", None)
-
-
-def has_property_perm(user: Any, codename: str, property_id: int | None) -> bool:
-    if property_id is None:
-        return False
-    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        return False
-    if getattr(user, "is_superuser", False):
-        return property_model()._default_manager.filter(pk=property_id).exists()
-    properties_for(user, codename)  # fills the memo
-    return property_id in user.__dict__["_properties_for"][codename]
+from .holdings import (  # the admins of every app import these from here too
+    has_property_perm,
+    properties_for,
+)
 
 
 class PropertyScopedAdmin(admin.ModelAdmin):
     """Lists and edits only the rows of properties the user holds the right permission on.
 
-    Every add, change and delete made here, and every action that calls ``audit``, is
-    also a configuration entry of the audit log (who, what, when, on which property), in
-    the same transaction as the change; marketing reads them (docs/CONTRACT.md, "audit log").
-    Privacy admins set ``audit_kind = None``: their services write privacy entries."""
+    Every raw add, change and delete made here is also a configuration entry of the audit
+    log (who, what, when, on which property), in the same transaction as the change;
+    marketing reads them (docs/CONTRACT.md, "audit log"). An action (pause a rule, start
+    an experiment, …) is audited by the service it calls, in that service's transaction:
+    the admin action writes no entry of its own. Privacy admins set ``audit_kind = None``:
+    their services write privacy entries."""
 
     view_perm = "view_configuration"
     change_perm = "change_configuration"

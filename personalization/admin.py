@@ -15,6 +15,7 @@ from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_f
 
 from . import event_schemas, signals
 from .models import ApiKey, ApiKeyKind, EventType, Property, QuarantinedEvent, Visitor
+from .services.audit import AuditAction
 from .services.ingest import quarantine_replay
 from .services.keys import api_key_issue, api_key_revoke
 from .services.properties import property_setup
@@ -224,9 +225,7 @@ class ApiKeyAdmin(PropertyScopedAdmin):
         count = 0
         for key in queryset:
             if has_property_perm(request.user, "manage_keys", key.property_id):
-                with transaction.atomic():
-                    api_key_revoke(key=key)
-                    self.audit(request, key, "revoked")
+                api_key_revoke(key=key, user=request.user)
                 count += 1
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
@@ -358,7 +357,7 @@ class QuarantinedEventAdmin(PropertyScopedAdmin):
             self.audit_on(
                 request,
                 property_id,
-                "quarantinedevent.replay",
+                AuditAction.QUARANTINE_REPLAYED,
                 f"personalization.quarantinedevent:{len(ids)} events",
                 {"events": len(ids), "first_ids": ids[:20]},
             )

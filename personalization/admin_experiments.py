@@ -9,7 +9,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -565,12 +564,6 @@ class ExperimentAdmin(PropertyScopedAdmin):
             new_phase=bool(form.cleaned_data.get("confirm_new_phase")),
         )
         if obj.phase != phase:
-            self.audit(
-                request,
-                obj,
-                "new_phase",
-                {"phase": obj.phase, "fields": sorted(getattr(form, "phase_changes", {}))},
-            )
             messages.warning(
                 request,
                 f"{obj.key} entered phase {obj.phase}: its results now count only the visitors "
@@ -597,9 +590,7 @@ class ExperimentAdmin(PropertyScopedAdmin):
             if not has_property_perm(request.user, self.change_perm, experiment.property_id):
                 continue
             try:
-                with transaction.atomic():
-                    work(experiment)
-                    self.audit(request, experiment, done.replace(" ", "_"))
+                work(experiment)
                 count += 1
             except ApplicationError as exc:
                 self.message_user(request, f"{experiment.key}: {exc.message}", messages.ERROR)
@@ -777,8 +768,6 @@ class RolloutAdmin(PropertyScopedAdmin):
         count = 0
         for rollout in queryset:
             if has_property_perm(request.user, self.change_perm, rollout.property_id):
-                with transaction.atomic():
-                    rollout_kill(rollout=rollout, user=request.user)
-                    self.audit(request, rollout, "killed")
+                rollout_kill(rollout=rollout, user=request.user)
                 count += 1
         self.message_user(request, f"{count} rollout(s) killed.", messages.SUCCESS)

@@ -7,7 +7,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -16,7 +15,7 @@ from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_f
 
 from .admin_targeting import ScopedInline
 from .exceptions import ApplicationError
-from .learning import clustering, propensity
+from .learning import clustering, feedback, propensity
 from .learning.maintenance import cluster_rerun
 from .models import (
     Cluster,
@@ -25,10 +24,8 @@ from .models import (
     GuardrailCheck,
     ModelVersion,
     PropensityModel,
-    RuleStatus,
     Slot,
 )
-from .services.rules import rule_save
 
 
 def _progress(status: str, percent: int, message: str) -> str:
@@ -157,9 +154,7 @@ class ClusterRunAdmin(PropertyScopedAdmin):
             if problems:
                 self.message_user(request, f"#{run.pk}: {' '.join(problems)}", messages.ERROR)
                 continue
-            with transaction.atomic():
-                new = cluster_rerun(run=run, user=request.user, enqueue=True)
-                self.audit(request, new, "queued", {"rerun_of": run.pk})
+            new = cluster_rerun(run=run, user=request.user, enqueue=True)
             self.message_user(request, f"Clustering #{new.pk} queued.", messages.SUCCESS)
 
 
@@ -186,9 +181,7 @@ class ClusterAdmin(PropertyScopedAdmin):
                 continue
             key = f"cluster-{cluster.run_id}-{cluster.index}"
             try:
-                with transaction.atomic():
-                    segment = clustering.cluster_adopt(cluster=cluster, key=key, user=request.user)
-                    self.audit(request, cluster, "adopted", {"segment": segment.key})
+                segment = clustering.cluster_adopt(cluster=cluster, key=key, user=request.user)
             except ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 continue
@@ -279,9 +272,7 @@ class PropensityModelAdmin(PropertyScopedAdmin):
             if problems:
                 self.message_user(request, f"{model.key}: {' '.join(problems)}", messages.ERROR)
                 continue
-            with transaction.atomic():
-                version = propensity.version_start(model=model, user=request.user, enqueue=True)
-                self.audit(request, model, "training_started", {"version": version.version})
+            version = propensity.version_start(model=model, user=request.user, enqueue=True)
             self.message_user(
                 request, f"{model.key} v{version.version} queued for training.", messages.SUCCESS
             )
@@ -317,19 +308,6 @@ class GuardrailCheckAdmin(PropertyScopedAdmin):
     def pause_rules(self, request: HttpRequest, queryset: QuerySet[GuardrailCheck]) -> None:
         count = 0
         for check in queryset.select_related("rule"):
-            rule = check.rule
-            if rule.status != RuleStatus.ACTIVE or not has_property_perm(
-                request.user, self.change_perm, rule.property_id
-            ):
-                continue
-            rule.status = RuleStatus.PAUSED
-            with transaction.atomic():
-                rule_save(
-                    rule=rule,
-                    user=request.user,
-                    note="paused on its guardrail's suggestion",
-                    evidence={"action": "paused by staff on guardrail", **check.evidence},
-                )
-                self.audit(request, check, "rule_paused", {"rule": rule.key})
-            count += 1
+            if has_property_perm(request.user, self.change_perm, check.rule.property_id):
+                count += feedback.rule_pause_on_check(check=check, user=request.user)
         self.message_user(request, f"{count} rule(s) paused.", messages.SUCCESS)

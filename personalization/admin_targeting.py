@@ -18,7 +18,7 @@ from django.utils import timezone
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
 from . import event_schemas, signals
-from .conditions import validate_condition
+from .attributes import CATALOGUE, condition_problems
 from .engine import DecideRequest, decide
 from .exceptions import ApplicationError
 from .learning.scoring import model_key_problems
@@ -32,21 +32,15 @@ from .models import (
     Visitor,
 )
 from .services.replay import rule_replay
-from .services.rules import rule_restore, rule_save
+from .services.rules import rule_restore, rule_save, rule_status_set
 
 SEGMENT_SAMPLE = 5000
 
 
-def signal_names() -> list[str]:
-    return sorted(SIGNALS_FOR_BUILDER)
-
-
-# Suggestions in the builder (any attribute name may be typed): the live signals, and what
-# the page's context says (the same context as its events; its `attributes` are top level).
-CONTEXT_FOR_BUILDER = {
-    f"context.{name}" for name in ("referrer", "locale", "title", "timezone", "screen")
-} | {f"context.utm.{name}" for name in ("source", "medium", "campaign", "term", "content")}
-SIGNALS_FOR_BUILDER = set(signals.SIGNALS) | {"segments", "url", "id"} | CONTEXT_FOR_BUILDER
+def builder_attributes() -> list[dict[str, str]]:
+    """What the condition builder offers (any attribute name may still be typed): every name
+    of the attribute catalogue, with its type, unit and meaning."""
+    return CATALOGUE.builder_entries()
 
 
 class ConditionWidget(forms.Textarea):
@@ -61,7 +55,7 @@ class ConditionWidget(forms.Textarea):
 
     def get_context(self, name: str, value: Any, attrs: dict | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
-        context["signal_names"] = signal_names()
+        context["builder_attributes"] = builder_attributes()
         return context
 
     def format_value(self, value: Any) -> str:
@@ -81,7 +75,7 @@ class ConditionField(forms.JSONField):
 
     def clean(self, value: Any) -> Any:
         condition = super().clean(value) or {}
-        problems = validate_condition(condition)
+        problems = condition_problems(condition)
         if problems:
             raise forms.ValidationError(problems)
         return condition
@@ -392,10 +386,9 @@ class RuleAdmin(PropertyScopedAdmin):
         count = 0
         for rule in queryset:
             if has_property_perm(request.user, self.change_perm, rule.property_id):
-                rule.status = status
-                with transaction.atomic():
-                    rule_save(rule=rule, user=request.user, note=f"set {status} from the list")
-                    self.audit(request, rule, status)
+                rule_status_set(
+                    rule=rule, status=status, user=request.user, note=f"set {status} from the list"
+                )
                 count += 1
         self.message_user(request, f"{count} rule(s) now {status}.", messages.SUCCESS)
 
@@ -440,9 +433,7 @@ class RuleAdmin(PropertyScopedAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:personalization_rule_change", args=[pk]))
         try:
-            with transaction.atomic():
-                rule_restore(rule=rule, version=version, user=request.user)
-                self.audit(request, rule, "restored", {"version": version})
+            rule_restore(rule=rule, version=version, user=request.user)
         except ApplicationError as exc:  # an unknown version in the URL: say so, not a 500
             messages.error(request, exc.message)
         else:

@@ -15,7 +15,7 @@ class PersonalizationConfig(AppConfig):
         from consent import registry
         from consent.models import RetentionRun
 
-        from . import ruleset
+        from . import config_version
         from .hotstate import decisions_export as hotstate_export
         from .hotstate import visitor_erase as hotstate_erase
         from .learning import maintenance as learning_maintenance
@@ -42,7 +42,7 @@ class PersonalizationConfig(AppConfig):
             dispatch_uid="learning-retrain-after-retention",
         )
 
-        # The engine's copies in Redis of visitors' consent and live signals (hotstate.py):
+        # The engine's copies in Redis of visitors' consent and live signals (hotstate/):
         # consent changes rewrite them; a visitor's rows deleted (erasure, retention) take
         # the copy of their signals along.
         from . import hotstate
@@ -52,15 +52,17 @@ class PersonalizationConfig(AppConfig):
             hotstate.on_visitor_deleted, sender=Visitor, dispatch_uid="hotstate-visitor-deleted"
         )
 
-        # Every configuration change reaches every process's next decision (ruleset.py).
+        # Every configuration change reaches every process's next decision (config_version.py).
         # The receivers are module-level functions: Django keeps receivers by weak reference.
-        for model in ruleset.CONFIG_MODELS:
+        for model in config_version.CONFIG_MODELS:
             name = model.__name__
-            post_save.connect(ruleset.on_config_saved, sender=model, dispatch_uid=f"bump-{name}")
-            post_delete.connect(
-                ruleset.on_config_saved, sender=model, dispatch_uid=f"bump-del-{name}"
+            post_save.connect(
+                config_version.on_config_saved, sender=model, dispatch_uid=f"bump-{name}"
             )
-        config_changed.connect(ruleset.on_config_bulk_changed, dispatch_uid="bump-bulk")
+            post_delete.connect(
+                config_version.on_config_saved, sender=model, dispatch_uid=f"bump-del-{name}"
+            )
+        config_changed.connect(config_version.on_config_bulk_changed, dispatch_uid="bump-bulk")
 
         for store in (
             registry.VisitorStore(

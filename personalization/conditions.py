@@ -37,7 +37,8 @@ import math
 import operator
 import re
 import sys
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, TypeAlias
 
@@ -45,11 +46,16 @@ import regex
 
 __all__ = [
     "REGEX_TIMEOUT_SECONDS",
+    "Clause",
     "CompiledCondition",
     "PreparedGroup",
     "compile_condition",
+    "condition_clauses",
+    "condition_paths",
     "eval_condition",
+    "namespace_keys",
     "prepare_saved_groups",
+    "render_location",
     "validate_condition",
 ]
 
@@ -396,74 +402,94 @@ def _regex_paths(pattern: str) -> int | None:
 
     See the rule above; anything this small parser does not recognise counts as unbounded.
     """
-    end = len(pattern)
-    position = 0
+    parser = _RegexPaths(pattern)
+    paths = parser.alternation(0)
+    return paths if parser.position == parser.end else None
 
-    def alternation(depth: int) -> int | None:
-        nonlocal position
+
+class _RegexPaths:
+    """A recursive-descent reading of a pattern that counts the routes through it."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.end = len(pattern)
+        self.position = 0
+
+    def alternation(self, depth: int) -> int | None:
         total = 0
         while True:
-            paths = sequence(depth)
+            paths = self.sequence(depth)
             if paths is None:
                 return None
             total += paths
-            if position < end and pattern[position] == "|":
-                position += 1
+            if self.position < self.end and self.pattern[self.position] == "|":
+                self.position += 1
             else:
                 return total
 
-    def sequence(depth: int) -> int | None:
-        nonlocal position
+    def sequence(self, depth: int) -> int | None:
         product = 1
-        while position < end:
-            char = pattern[position]
+        while self.position < self.end:
+            char = self.pattern[self.position]
             if char in "|)":
                 break
-            position += 1
-            if char == "(":
-                if depth >= _MAX_GROUP_DEPTH:
-                    return None
-                if pattern.startswith("?", position):
-                    if not pattern.startswith("?:", position):
-                        return None
-                    position += 2
-                inner = alternation(depth + 1)
-                if inner is None or not pattern.startswith(")", position):
-                    return None
-                position += 1
-                product *= inner
-            elif char == "[":
-                if not character_class():
-                    return None
-            elif char == "\\":
-                if position >= end or not _bounded_escape(pattern[position], in_class=False):
-                    return None
-                position += 1
-            elif char in "*+?{}]":
+            self.position += 1
+            factor = self.atom(char, depth)
+            if factor is None:
                 return None
+            product *= factor
         return product
 
-    def character_class() -> bool:
-        nonlocal position
-        if pattern.startswith("^", position):
-            position += 1
-        if pattern.startswith("]", position):
+    def atom(self, char: str, depth: int) -> int | None:
+        """The routes through one atom whose first character was just read."""
+        if char == "(":
+            return self.group(depth)
+        if char == "[":
+            return 1 if self.character_class() else None
+        if char == "\\":
+            return 1 if self.escape(in_class=False) else None
+        if char in "*+?{}]":
+            return None
+        return 1
+
+    def group(self, depth: int) -> int | None:
+        pattern = self.pattern
+        if depth >= _MAX_GROUP_DEPTH:
+            return None
+        if pattern.startswith("?", self.position):
+            if not pattern.startswith("?:", self.position):
+                return None
+            self.position += 2
+        inner = self.alternation(depth + 1)
+        if inner is None or not pattern.startswith(")", self.position):
+            return None
+        self.position += 1
+        return inner
+
+    def escape(self, *, in_class: bool) -> bool:
+        if self.position >= self.end or not _bounded_escape(
+            self.pattern[self.position], in_class=in_class
+        ):
+            return False
+        self.position += 1
+        return True
+
+    def character_class(self) -> bool:
+        pattern = self.pattern
+        if pattern.startswith("^", self.position):
+            self.position += 1
+        if pattern.startswith("]", self.position):
             return False  # a leading "]" is a literal in Python syntax; not worth the subtlety
-        while position < end:
-            char = pattern[position]
-            position += 1
+        while self.position < self.end:
+            char = pattern[self.position]
+            self.position += 1
             if char == "]":
                 return True
             if char == "[":
                 return False
-            if char == "\\":
-                if position >= end or not _bounded_escape(pattern[position], in_class=True):
-                    return False
-                position += 1
+            if char == "\\" and not self.escape(in_class=True):
+                return False
         return False
-
-    paths = alternation(0)
-    return paths if position == end else None
 
 
 def _untimed_text_length(pattern: str, timeout: float | None) -> int:
@@ -640,6 +666,50 @@ def _cheapest_first(clauses: list[tuple[int, _ConditionMatcher]]) -> list[_Condi
     return [matcher for _, matcher in sorted(clauses, key=operator.itemgetter(0))]
 
 
+def _equals_string(expected: str, fold_case: bool) -> _ValueMatcher:
+    if fold_case:
+        folded = expected.lower()
+
+        def equals_folded(value: Any, saved_groups: SavedGroups) -> bool:
+            if type(value) is str:
+                return value.lower() == folded
+            return _js_string(value).lower() == folded
+
+        return equals_folded
+
+    def equals_string(value: Any, saved_groups: SavedGroups) -> bool:
+        if type(value) is str:
+            return value == expected
+        return _js_string(value) == expected
+
+    return equals_string
+
+
+def _equals_boolean(expected: bool) -> _ValueMatcher:
+    def equals_boolean(value: Any, saved_groups: SavedGroups) -> bool:
+        if type(value) is bool:
+            return value is expected
+        return value is not None and _js_truthy(value) is expected
+
+    return equals_boolean
+
+
+def _equals_number(expected: Any) -> _ValueMatcher:
+    target = _as_double(expected)
+
+    def equals_number(value: Any, saved_groups: SavedGroups) -> bool:
+        kind = type(value)
+        if kind is float or (kind is int and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER):
+            return value == target
+        return _to_number(value) == target
+
+    return equals_number
+
+
+def _is_null(value: Any, saved_groups: SavedGroups) -> bool:
+    return value is None
+
+
 class _Compiler:
     def __init__(self, regex_timeout: float | None) -> None:
         self.regex_timeout = regex_timeout
@@ -708,48 +778,13 @@ class _Compiler:
 
     def value(self, expected: Any, fold_case: bool = False) -> _ValueMatcher:
         if isinstance(expected, str):
-            if fold_case:
-                folded = expected.lower()
-
-                def equals_folded(value: Any, saved_groups: SavedGroups) -> bool:
-                    if type(value) is str:
-                        return value.lower() == folded
-                    return _js_string(value).lower() == folded
-
-                return equals_folded
-
-            def equals_string(value: Any, saved_groups: SavedGroups) -> bool:
-                if type(value) is str:
-                    return value == expected
-                return _js_string(value) == expected
-
-            return equals_string
+            return _equals_string(expected, fold_case)
         if isinstance(expected, bool):
-
-            def equals_boolean(value: Any, saved_groups: SavedGroups) -> bool:
-                if type(value) is bool:
-                    return value is expected
-                return value is not None and _js_truthy(value) is expected
-
-            return equals_boolean
+            return _equals_boolean(expected)
         if _is_number(expected):
-            target = _as_double(expected)
-
-            def equals_number(value: Any, saved_groups: SavedGroups) -> bool:
-                kind = type(value)
-                if kind is float or (
-                    kind is int and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
-                ):
-                    return value == target
-                return _to_number(value) == target
-
-            return equals_number
+            return _equals_number(expected)
         if expected is None:
-
-            def is_null(value: Any, saved_groups: SavedGroups) -> bool:
-                return value is None
-
-            return is_null
+            return _is_null
         if _is_operator_object(expected):
             operators = [
                 (_value_cost({op: arg}), self.operator(op, arg)) for op, arg in expected.items()
@@ -986,15 +1021,82 @@ def eval_condition(
     return compile_condition(condition)(attributes, saved_groups)
 
 
-# --- Validation -----------------------------------------------------------------------------
+# --- Which attributes a condition reads ----------------------------------------------------
 
 _Location: TypeAlias = tuple[str | int, ...]
 
 
-def _render(location: _Location) -> str:
+@dataclass(frozen=True)
+class Clause:
+    """One attribute clause of a condition: the attribute path it reads, what it tests the
+    value against (a literal or an operator object), where it stands (``location``, for
+    messages) and its number (1-based, in document order)."""
+
+    number: int
+    path: str
+    argument: Any
+    location: _Location
+
+
+def _clauses(condition: Any, location: _Location) -> Iterator[tuple[str, Any, _Location]]:
+    if not isinstance(condition, Mapping):
+        return
+    for key, argument in condition.items():
+        here = (*location, key)
+        if key in ("$and", "$or", "$nor"):
+            if _is_array(argument):
+                for index, branch in enumerate(argument):
+                    yield from _clauses(branch, (*here, index))
+        elif key == "$not":
+            yield from _clauses(argument, here)
+        elif isinstance(key, str):
+            yield key, argument, here
+
+
+def condition_clauses(condition: Any) -> list[Clause]:
+    """Every attribute clause of `condition`, at any depth of ``$and``/``$or``/``$nor``/
+    ``$not``, in document order. The one walker over conditions: the rule set's metric
+    slots, the models a condition reads and the admin's attribute check all use it.
+
+    A clause's operators (``$not``, ``$elemMatch`` …) belong to that clause: the fields of an
+    ``$elemMatch`` object are the list element's, not attributes, so they are not clauses.
+    """
+    return [
+        Clause(number, path, argument, location)
+        for number, (path, argument, location) in enumerate(_clauses(condition, ()), start=1)
+    ]
+
+
+def condition_paths(condition: Any) -> Iterator[str]:
+    """The attribute paths `condition` reads, in document order (repeats included)."""
+    for path, _, _ in _clauses(condition, ()):
+        yield path
+
+
+def namespace_keys(condition: Any, namespace: str) -> set[str]:
+    """The second segment of every path under `namespace`: ``namespace_keys(c, "model")``
+    is the model keys ``model.<key>.score`` … reads, ``"slot"`` the slots whose metrics."""
+    prefix = namespace + "."
+    found: set[str] = set()
+    for path in condition_paths(condition):
+        if path.startswith(prefix):
+            key = path[len(prefix) :].split(".", 1)[0]
+            if key:
+                found.add(key)
+    return found
+
+
+# --- Validation -----------------------------------------------------------------------------
+
+
+def render_location(location: _Location) -> str:
+    """``condition["$and"][1]["session.clicks"]``: where a clause stands, for messages."""
     return "condition" + "".join(
         f"[{part}]" if isinstance(part, int) else f"[{json.dumps(part)}]" for part in location
     )
+
+
+_render = render_location
 
 
 def _describe(value: Any) -> str:

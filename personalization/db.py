@@ -15,6 +15,9 @@ from typing import Any
 import orjson
 from django.db import connection, models
 
+from .guard_rails import BIG, COOLDOWN, FREQUENCY_CAP, GuardRails, verdict
+from .models import Rule, RuleCounter
+
 
 def _qn(name: str | None) -> str:
     assert name is not None
@@ -142,9 +145,6 @@ def increment_counters(
         cursor.execute(sql, params)
 
 
-BIG = 2**31 - 1
-
-
 def rule_counter_apply(
     *,
     property_id: int,
@@ -154,22 +154,23 @@ def rule_counter_apply(
     day_key: str,
     week_key: str,
     now: Any,
-    cooldown_cutoff: Any,
-    cap_session: int | None,
-    cap_day: int | None,
-    cap_week: int | None,
-) -> bool:
-    """Count one application of a rule, only if its cooldown and caps still allow it (and
-    the rule still exists).
+    rails: GuardRails,
+) -> str | None:
+    """Count one application of a rule, only if its guard rails (``guard_rails``: cooldown
+    and caps) still allow it now, and the rule still exists. Returns None when counted,
+    else why not (the specification's ``verdict`` on the row that refused it).
 
     One conditional upsert: two concurrent decisions can never both take the last unit
-    of a cap, whatever the isolation level.
+    of a cap, whatever the isolation level. Its ``WHERE`` is ``guard_rails.verdict``
+    negated: a cap applies to its window's count only while the window's key is the
+    current one, and the cooldown allows an application from exactly its end (no
+    cooldown: no condition on the time at all).
     """
-    from .models import Rule, RuleCounter
-
     t = _qn(RuleCounter._meta.db_table)
     r = _qn(Rule._meta.db_table)
     adapt = connection.ops.adapt_datetimefield_value
+    cutoff = rails.cooldown_cutoff(now)
+    cap_session, cap_day, cap_week = (BIG if c is None else c for c in rails.caps())
     sql = (
         f"INSERT INTO {t} (property_id, visitor_id, rule_id, session_key, session_count, "
         "day_key, day_count, week_key, week_count, last_applied_at) "
@@ -188,8 +189,8 @@ def rule_counter_apply(
         f"WHERE ({t}.session_key <> excluded.session_key OR {t}.session_count < %s) "
         f"AND ({t}.day_key <> excluded.day_key OR {t}.day_count < %s) "
         f"AND ({t}.week_key <> excluded.week_key OR {t}.week_count < %s) "
-        f"AND {t}.last_applied_at <= %s "
-        "RETURNING 1"
+        + ("" if cutoff is None else f"AND {t}.last_applied_at <= %s ")
+        + "RETURNING 1"
     )
     params: list[Any] = [
         property_id,
@@ -200,14 +201,49 @@ def rule_counter_apply(
         week_key,
         adapt(now),
         rule_id,
-        BIG if cap_session is None else cap_session,
-        BIG if cap_day is None else cap_day,
-        BIG if cap_week is None else cap_week,
-        adapt(cooldown_cutoff),
+        cap_session,
+        cap_day,
+        cap_week,
     ]
+    if cutoff is not None:
+        params.append(adapt(cutoff))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone() is not None
+        if cursor.fetchone() is not None:
+            return None
+    # Refused: say why, as the specification does (on PostgreSQL the upsert locked the row
+    # until the transaction ends, so this is the state that refused it).
+    reason = rule_counter_verdict(
+        property_id=property_id,
+        visitor_id=visitor_id,
+        rule_id=rule_id,
+        session_key=session_key,
+        day_key=day_key,
+        week_key=week_key,
+        now=now,
+        rails=rails,
+    )
+    # (None: the rule is gone; the reason such a refusal was always given)
+    return reason or (COOLDOWN if rails.cooldown_s else FREQUENCY_CAP)
+
+
+def rule_counter_verdict(
+    *,
+    property_id: int,
+    visitor_id: str,
+    rule_id: int,
+    session_key: str,
+    day_key: str,
+    week_key: str,
+    now: Any,
+    rails: GuardRails,
+) -> str | None:
+    """The specification's verdict (``guard_rails.verdict``) on the rule's stored counters,
+    counting nothing."""
+    row = RuleCounter.objects.filter(
+        property_id=property_id, visitor_id=visitor_id, rule_id=rule_id
+    ).first()
+    return verdict(rails, row, now, session_key, day_key, week_key)
 
 
 def insert_rows(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> None:

@@ -16,9 +16,9 @@ adjustment that cannot be logged is not made.
 
 import logging
 import uuid
-import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -29,10 +29,17 @@ from consent import services as consent_services
 from consent.hashing import visitor_key
 from consent.selectors import EffectiveConsent
 
-from . import bucketing, hotstate, live
-from .db import from_db_json, insert_with_children, rule_counter_apply, update_rows, upsert_locked
+from . import bucketing, guard_rails, hotstate, live
+from .attributes import CATALOGUE
+from .db import (
+    from_db_json,
+    insert_with_children,
+    rule_counter_apply,
+    rule_counter_verdict,
+    update_rows,
+    upsert_locked,
+)
 from .exceptions import ApplicationError
-from .learning import scoring
 from .models import Adjustment, Decision, Property, SessionBudget, Slot, SourceKind
 from .ruleset import CompiledRule, CompiledSlot, RuleSet, ruleset_for
 from .selectors import visitor_signals_get, visitor_states_get
@@ -40,9 +47,10 @@ from .signals import signals_for
 
 logger = logging.getLogger(__name__)
 
-COOLDOWN = "cooldown"
-FREQUENCY_CAP = "frequency_cap"
-SESSION_BUDGET = "session_budget"
+# The guard rails' reasons are defined once, in guard_rails (re-exported here).
+COOLDOWN = guard_rails.COOLDOWN
+FREQUENCY_CAP = guard_rails.FREQUENCY_CAP
+SESSION_BUDGET = guard_rails.SESSION_BUDGET
 CONFLICT = "conflict"
 CONSENT = "consent"
 HOLDOUT = "holdout"
@@ -122,19 +130,7 @@ def in_holdout(prop: Property, visitor_id: str) -> bool:
 
 
 def _calendar_keys(prop: Property, now: datetime) -> tuple[str, str]:
-    try:
-        local = now.astimezone(zoneinfo.ZoneInfo(prop.timezone))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        local = now
-    year, week, _ = local.isocalendar()
-    return local.date().isoformat(), f"{year}-W{week:02d}"
-
-
-@dataclass
-class _Budget:
-    pk: int
-    adjustments: int
-    sticky: dict
+    return guard_rails.window_keys(now, prop.timezone)
 
 
 @dataclass
@@ -146,44 +142,24 @@ class _Counters:
     rows: dict[int, Any]
 
     def block_reason(self, rule: CompiledRule) -> str | None:
-        row = self.rows.get(rule.id)
-        if row is None:
-            return None
-        if rule.cooldown_s and row.last_applied_at > self.now - timedelta(seconds=rule.cooldown_s):
-            return COOLDOWN
-        windows = (
-            (rule.cap_session, row.session_key == self.session_key, row.session_count),
-            (rule.cap_day, row.day_key == self.day_key, row.day_count),
-            (rule.cap_week, row.week_key == self.week_key, row.week_count),
+        """The specification's verdict (``guard_rails.verdict``) on the rule's counters."""
+        return guard_rails.verdict(
+            guard_rails.GuardRails.of(rule),
+            self.rows.get(rule.id),
+            self.now,
+            self.session_key,
+            self.day_key,
+            self.week_key,
         )
-        if any(cap is not None and same and count >= cap for cap, same, count in windows):
-            return FREQUENCY_CAP
-        return None
 
 
 def _attributes(
     request: DecideRequest, signals: dict, ruleset: RuleSet, prop: Property, now: datetime
 ) -> dict[str, Any]:
-    context = request.context
-    attributes: dict[str, Any] = dict(context.get("attributes") or {})
-    attributes.update(
-        {
-            "id": request.visitor_id,
-            "url": context.get("url", ""),
-            "context": context,
-            "session": signals["session"],
-            "visitor": signals["visitor"],
-        }
-    )
-    if ruleset.models:
-        # Scores first: segments and rules may read model.<key>.score.
-        attributes["model"] = scoring.scores(ruleset.models, attributes)
-    members = [key for key, cond in ruleset.segments if cond(attributes, ruleset.saved_groups)]
-    attributes["segments"] = members
-    attributes["segment"] = dict.fromkeys(members, True)
-    metric_slots = ruleset.metric_slots
-    if metric_slots:
-        attributes["slot"] = live.slot_metrics(prop.pk, metric_slots, now)
+    """What the conditions read: each provider of the attribute catalogue adds its part."""
+    attributes: dict[str, Any] = {}
+    for provide in CATALOGUE.provides:
+        provide(attributes, request, signals, ruleset, prop, now)
     return attributes
 
 
@@ -304,7 +280,9 @@ def _static_defaults(prop: Property, request: DecideRequest) -> DecisionResult:
     )
 
 
-def _decide(
+# The one function over the complexity limit (33): the decision pipeline in stages, each a
+# function over one decision context, is still to come (issue 16, part 1).
+def _decide(  # noqa: C901
     prop: Property, request: DecideRequest, now: datetime, *, dry_run: bool
 ) -> DecisionResult:
     ruleset = ruleset_for(prop.pk)
@@ -372,7 +350,7 @@ def _decide(
     )
     sticky: dict[str, dict] = dict(budget.sticky) if budget and prop.session_stickiness else {}
     used = budget.adjustments if budget else 0
-    limit = prop.max_adjustments_per_session or None
+    limit = guard_rails.session_limit(prop.max_adjustments_per_session)
 
     # 2. Candidates, 3. filters, 4. resolution — per slot, in the order asked.
     winners: dict[str, CompiledRule | ModelWin] = {}
@@ -467,9 +445,10 @@ def _decide(
                 sticky=True,
             )
             continue
-        if chosen is not None and limit is not None and used >= limit:
+        spent = guard_rails.budget_verdict(used, limit)
+        if chosen is not None and spent is not None:
             result.suppressed.append(
-                {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": SESSION_BUDGET}
+                {"slot": slot_key, "candidate": f"rule:{chosen.key}", "reason": spent}
             )
             chosen = None
         if chosen is not None:
@@ -486,7 +465,7 @@ def _decide(
             )
         else:
             model = _model_answer(slot, attributes) if blanket is None else None
-            if model is not None and (limit is None or used < limit):
+            if model is not None and spent is None:
                 used += 1
                 model.content = _content(slot, model.variant, attributes, ruleset, prop, now)
                 result.answers[slot_key] = model
@@ -694,18 +673,7 @@ def _apply_and_log_hot(
                 day_key=counters.day_key,
                 week_key=counters.week_key,
                 limit=limit,
-                winners=[
-                    hotstate.Winner(
-                        slot_key,
-                        rule.id,
-                        rule.cooldown_s,
-                        rule.cap_session,
-                        rule.cap_day,
-                        rule.cap_week,
-                        _sticky_entry(rule),
-                    )
-                    for slot_key, rule in winners.items()
-                ],
+                winners=[_winner(slot_key, rule) for slot_key, rule in winners.items()],
                 entry=hotstate.log_entry(decision_row, answers),
             )
         except hotstate.Unavailable:
@@ -770,67 +738,104 @@ def _apply_and_log(
     attributes: dict,
 ) -> None:
     if winners:
-        # Create-or-lock the session's budget in one statement: concurrent decisions of one
-        # session take turns from here, so the budget is exact.
-        ((budget_pk, adjustments, sticky_raw),) = upsert_locked(
-            SessionBudget,
-            [
-                {
-                    "property": prop.pk,
-                    "visitor_id": request.visitor_id,
-                    "session_id": request.session_id,
-                    "adjustments": 0,
-                    "sticky": {},
-                    "revision": 0,
-                    "updated_at": now,
-                }
-            ],
-            conflict=["property", "visitor_id", "session_id"],
-            touch="updated_at",
-            returning=["id", "adjustments", "sticky"],
+        blocked = db_apply(
+            property_id=prop.pk,
+            visitor_id=request.visitor_id,
+            session_id=request.session_id,
+            now=now,
+            day_key=counters.day_key,
+            week_key=counters.week_key,
+            limit=limit,
+            winners=[_winner(slot_key, rule) for slot_key, rule in winners.items()],
         )
-        budget = _Budget(budget_pk, adjustments, from_db_json(sticky_raw))
-        cutoff_base = now
-        for slot_key, rule in list(winners.items()):
-            reason = None
-            if limit is not None and budget.adjustments >= limit:
-                reason = SESSION_BUDGET
-            elif isinstance(rule, ModelWin):
-                pass  # no cooldown or caps: only the budget
-            elif not rule_counter_apply(
-                property_id=prop.pk,
-                visitor_id=request.visitor_id,
-                rule_id=rule.id,
-                session_key=counters.session_key,
-                day_key=counters.day_key,
-                week_key=counters.week_key,
-                now=now,
-                cooldown_cutoff=cutoff_base - timedelta(seconds=rule.cooldown_s),
-                cap_session=rule.cap_session,
-                cap_day=rule.cap_day,
-                cap_week=rule.cap_week,
-            ):
-                reason = COOLDOWN if rule.cooldown_s else FREQUENCY_CAP
-            if reason is not None:
-                _lost_race(result, winners, slot_key, reason, attributes, prop, now)
-                continue
-            budget.adjustments += 1
-            budget.sticky[slot_key] = _sticky_entry(rule)
-        update_rows(
-            SessionBudget,
-            [
-                {
-                    "pk": budget.pk,
-                    "adjustments": budget.adjustments,
-                    "sticky": budget.sticky,
-                    "updated_at": now,
-                }
-            ],
-            ["adjustments", "sticky", "updated_at"],
-        )
+        for slot_key, reason in blocked.items():
+            _lost_race(result, winners, slot_key, reason, attributes, prop, now)
     decision_row, answers = _log_rows(prop, request, result, now, consent_record_id, attributes)
     # The decision and its answers in one statement (one round trip on PostgreSQL).
     insert_with_children(Decision, decision_row, Adjustment, answers, fk="decision")
+
+
+def db_apply(
+    *,
+    property_id: int,
+    visitor_id: str,
+    session_id: str,
+    now: datetime,
+    day_key: str,
+    week_key: str,
+    limit: int | None,
+    winners: Sequence[hotstate.Winner],
+) -> dict[str, str]:
+    """The database's counterpart of ``hotstate.apply_and_log``'s counting, inside the
+    caller's transaction: count each winner unless the guard rails (``guard_rails``) refuse
+    it now, budget first. Returns the refused winners (slot → reason); the others are
+    counted, their unit of the session's budget taken and their slots made sticky.
+
+    Exact under concurrency: the session's budget row is created-or-locked first (decisions
+    of one session take turns), and each rule's counters are taken by one conditional
+    upsert (``db.rule_counter_apply``)."""
+    ((budget_pk, used, sticky_raw),) = upsert_locked(
+        SessionBudget,
+        [
+            {
+                "property": property_id,
+                "visitor_id": visitor_id,
+                "session_id": session_id,
+                "adjustments": 0,
+                "sticky": {},
+                "revision": 0,
+                "updated_at": now,
+            }
+        ],
+        conflict=["property", "visitor_id", "session_id"],
+        touch="updated_at",
+        returning=["id", "adjustments", "sticky"],
+    )
+    sticky = from_db_json(sticky_raw)
+    blocked: dict[str, str] = {}
+    for w in winners:
+        spent = guard_rails.budget_verdict(used, limit)
+        reason = spent
+        if isinstance(w.rule_id, int):  # (a model's answer "m:<key>": only the budget)
+            # The rule's cooldown and caps first, then the budget (guard_rails.step): with
+            # the budget spent, only their verdict is read, nothing is counted.
+            take = rule_counter_verdict if spent else rule_counter_apply
+            reason = (
+                take(
+                    property_id=property_id,
+                    visitor_id=visitor_id,
+                    rule_id=w.rule_id,
+                    session_key=session_id,
+                    day_key=day_key,
+                    week_key=week_key,
+                    now=now,
+                    rails=guard_rails.GuardRails.of(w),
+                )
+                or spent
+            )
+        if reason is not None:
+            blocked[w.slot] = reason
+            continue
+        used += 1
+        sticky[w.slot] = w.sticky
+    update_rows(
+        SessionBudget,
+        [{"pk": budget_pk, "adjustments": used, "sticky": sticky, "updated_at": now}],
+        ["adjustments", "sticky", "updated_at"],
+    )
+    return blocked
+
+
+def _winner(slot_key: str, rule: CompiledRule | ModelWin) -> hotstate.Winner:
+    return hotstate.Winner(
+        slot_key,
+        rule.id,
+        rule.cooldown_s,
+        rule.cap_session,
+        rule.cap_day,
+        rule.cap_week,
+        _sticky_entry(rule),
+    )
 
 
 def _log_rows(

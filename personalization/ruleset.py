@@ -7,30 +7,27 @@ a process compiles a property's rules again when it sees a newer version.
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
-from django.core.cache.backends.locmem import LocMemCache
-from django.db import transaction
-from django.db.models import F
+from django.utils.dateparse import parse_datetime
 
 from . import bucketing
 from .conditions import (
     CompiledCondition,
     compile_condition,
+    namespace_keys,
     prepare_saved_groups,
     validate_condition,
 )
+from .config_version import config_version
+from .learning import scoring
 from .learning.clustering import memberships
 from .learning.scoring import CompiledModel, compiled_models, guard, referenced
 from .models import (
     Experiment,
     ExperimentStatus,
-    Goal,
-    Property,
     Rollout,
     RolloutStatus,
     Rule,
@@ -38,12 +35,9 @@ from .models import (
     Segment,
     SegmentMember,
     Slot,
-    Variant,
 )
 
 logger = logging.getLogger(__name__)
-
-VERSION_CACHE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -151,104 +145,101 @@ class RuleSet:
     # The promoted version of every model the conditions or slots read (model.<key>).
     models: dict[str, CompiledModel] = field(default_factory=dict)
 
+    def model_scores(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """The scores of the models the rule set reads (``model.<key>.…``), for the attribute
+        catalogue's model provider (which so needs nothing of the learning code)."""
+        return scoring.scores(self.models, attributes)
+
     @property
     def metric_slots(self) -> set[str]:
         return {s for rules in self.rules_by_slot.values() for r in rules for s in r.metric_slots}
 
 
-def _metric_slots(condition: Any) -> tuple[str, ...]:
-    """Slots whose live metrics a condition reads (``slot.<key>.ctr`` …)."""
-    found: set[str] = set()
-    stack = [condition]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if isinstance(key, str) and key.startswith("slot."):
-                    parts = key.split(".")
-                    if len(parts) >= 2:
-                        found.add(parts[1])
-                stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(node)
-    return tuple(sorted(found))
+def _compile_segments(
+    segments: list[Segment], lists: dict[str, list[str]], saved_groups: dict[str, Any]
+) -> list[tuple[str, CompiledCondition]]:
+    """Each segment's membership test: its cluster, its condition, or its saved list."""
+    compiled_segments = []
+    nearest = memberships(segments)
+    for segment in segments:
+        if segment.cluster_id is not None:
+            if segment.cluster_id in nearest:
+                compiled_segments.append((segment.key, nearest[segment.cluster_id]))
+        elif segment.condition and not validate_condition(
+            segment.condition, known_groups=saved_groups.keys()
+        ):
+            compiled_segments.append((segment.key, compile_condition(guard(segment.condition))))
+        elif lists[segment.key]:
+            compiled_segments.append(
+                (segment.key, compile_condition({"id": {"$inGroup": segment.key}}))
+            )
+    return compiled_segments
 
 
-def _version_key(property_id: int) -> str:
-    return f"config-version:{property_id}"
-
-
-# A process asks the shared cache for a property's version at most twice a second (a cache
-# round trip saved on nearly every decision): a change reaches the other processes within
-# VERSION_MEMO_SECONDS (well inside the promised second), this one at once.
-VERSION_MEMO_SECONDS = 0.5
-_versions: dict[int, tuple[float, int]] = {}
-
-
-def _cache_shared() -> bool:
-    return not isinstance(caches[DEFAULT_CACHE_ALIAS], LocMemCache)
-
-
-def config_version(property_id: int) -> int:
-    memo = _versions.get(property_id)
-    now = time.monotonic()
-    if memo is not None and memo[0] > now:
-        return memo[1]
-    # A per-process cache (no REDIS_URL) is not shared: another process's bump never
-    # reaches it, so the database is the shared truth there.
-    version = cache.get(_version_key(property_id)) if _cache_shared() else None
-    if version is None:
-        version = (
-            Property.objects.filter(pk=property_id).values_list("config_version", flat=True).first()
-        ) or 0
-        if _cache_shared():
-            # add, not set: a bump committed and published since our read must win over
-            # the older version read here.
-            cache.add(_version_key(property_id), version, VERSION_CACHE_SECONDS)
-    _versions[property_id] = (now + VERSION_MEMO_SECONDS, int(version))
-    return int(version)
-
-
-def config_bump(property_id: int) -> None:
-    """Invalidate every process's compiled rules of a property."""
-    Property.objects.filter(pk=property_id).update(config_version=F("config_version") + 1)
-    _versions.pop(property_id, None)
-
-    def publish() -> None:
-        _versions.pop(property_id, None)
-        version = (
-            Property.objects.filter(pk=property_id).values_list("config_version", flat=True).first()
+def _compile_experiments(
+    property_id: int,
+    saved_groups: dict[str, Any],
+    broken: dict[str, list[str]],
+    model_keys: set[str],
+) -> dict[str, list[CompiledExperiment]]:
+    """Running experiments by slot (a broken one is skipped and listed in ``broken``; the
+    models their conditions read are added to ``model_keys``)."""
+    experiments: dict[str, list[CompiledExperiment]] = {}
+    for exp in Experiment.objects.filter(
+        property_id=property_id, status=ExperimentStatus.RUNNING
+    ).select_related("slot"):
+        model_keys |= referenced(exp.condition)
+        problems = validate_condition(exp.condition or {}, known_groups=saved_groups.keys())
+        if problems:
+            logger.warning("experiment %s skipped: %s", exp.key, "; ".join(problems))
+            broken[f"experiment:{exp.key}"] = problems
+            continue
+        weights = [float(v["weight"]) for v in exp.variants]
+        ranges = bucketing.get_bucket_ranges(len(weights), exp.coverage, weights)
+        experiments.setdefault(exp.slot.key, []).append(
+            CompiledExperiment(
+                id=exp.pk,
+                key=exp.key,
+                slot=exp.slot.key,
+                variants=tuple(str(v["variant"]) for v in exp.variants),
+                ranges=tuple((float(a), float(b)) for a, b in ranges),
+                condition=compile_condition(guard(exp.condition or {})),
+                namespace=(
+                    (str(exp.namespace[0]), float(exp.namespace[1]), float(exp.namespace[2]))
+                    if exp.namespace
+                    else None
+                ),
+                seed=exp.seed,
+                hash_version=exp.hash_version,
+                priority=exp.priority,
+            )
         )
-        cache.set(_version_key(property_id), version, VERSION_CACHE_SECONDS)
-
-    # Until commit, other processes must keep reading the committed (old) version from the
-    # database; after commit everyone learns the new one from the cache.
-    cache.delete(_version_key(property_id))
-    transaction.on_commit(publish)
+    return experiments
 
 
-def on_config_saved(sender: type, instance: Any, **kwargs: Any) -> None:
-    """A saved or deleted configuration row (post_save/post_delete): bump its property.
-
-    A module-level function on purpose: Django holds signal receivers by weak reference,
-    and a function local to ``AppConfig.ready()`` dies when ``ready()`` returns.
-    """
-    property_id = getattr(instance, "property_id", None)
-    if property_id is None and isinstance(instance, Variant):
-        property_id = (
-            Slot.objects.filter(pk=instance.slot_id).values_list("property_id", flat=True).first()
+def _compile_rollouts(property_id: int) -> dict[str, list[CompiledRollout]]:
+    """Active rollouts by slot, their ramp schedules parsed."""
+    rollouts: dict[str, list[CompiledRollout]] = {}
+    for rollout in Rollout.objects.filter(
+        property_id=property_id, status=RolloutStatus.ACTIVE
+    ).select_related("slot"):
+        steps = []
+        for step in rollout.schedule or []:
+            at = parse_datetime(str(step.get("at")))
+            if at is not None:
+                steps.append((at, float(step.get("percent", 0))))
+        rollouts.setdefault(rollout.slot.key, []).append(
+            CompiledRollout(
+                id=rollout.pk,
+                key=rollout.key,
+                slot=rollout.slot.key,
+                variant=rollout.variant,
+                base_percent=rollout.percent,
+                steps=tuple(sorted(steps)),
+                priority=rollout.priority,
+            )
         )
-    if property_id is not None:
-        config_bump(property_id)
-
-
-def on_config_bulk_changed(sender: type, property_ids: set[int], **kwargs: Any) -> None:
-    """A bulk write to configuration (``models.config.config_changed``)."""
-    for property_id in sorted(property_ids):
-        config_bump(property_id)
-
-
-CONFIG_MODELS = (Slot, Variant, Segment, SegmentMember, Rule, Experiment, Rollout, Goal)
+    return rollouts
 
 
 def compile_ruleset(property_id: int, version: int) -> RuleSet:
@@ -302,7 +293,7 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
             stickiness_override=rule.stickiness_override,
             starts_at=rule.starts_at,
             ends_at=rule.ends_at,
-            metric_slots=_metric_slots(rule.condition),
+            metric_slots=tuple(sorted(namespace_keys(rule.condition, "slot"))),
             min_sample=rule.min_sample,
             require_interval=rule.require_interval,
         )
@@ -310,73 +301,10 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
     for slot_rules in rules_by_slot.values():
         # Highest priority first; the key breaks ties so the order is deterministic.
         slot_rules.sort(key=lambda r: (-r.priority, r.key))
-    compiled_segments = []
-    nearest = memberships(segments)
-    for segment in segments:
-        if segment.cluster_id is not None:
-            if segment.cluster_id in nearest:
-                compiled_segments.append((segment.key, nearest[segment.cluster_id]))
-        elif segment.condition and not validate_condition(
-            segment.condition, known_groups=saved_groups.keys()
-        ):
-            compiled_segments.append((segment.key, compile_condition(guard(segment.condition))))
-        elif lists[segment.key]:
-            compiled_segments.append(
-                (segment.key, compile_condition({"id": {"$inGroup": segment.key}}))
-            )
+    compiled_segments = _compile_segments(segments, lists, saved_groups)
     model_keys: set[str] = set()  # the models any condition or slot reads
-    experiments: dict[str, list[CompiledExperiment]] = {}
-    for exp in Experiment.objects.filter(
-        property_id=property_id, status=ExperimentStatus.RUNNING
-    ).select_related("slot"):
-        model_keys |= referenced(exp.condition)
-        problems = validate_condition(exp.condition or {}, known_groups=saved_groups.keys())
-        if problems:
-            logger.warning("experiment %s skipped: %s", exp.key, "; ".join(problems))
-            broken[f"experiment:{exp.key}"] = problems
-            continue
-        weights = [float(v["weight"]) for v in exp.variants]
-        ranges = bucketing.get_bucket_ranges(len(weights), exp.coverage, weights)
-        experiments.setdefault(exp.slot.key, []).append(
-            CompiledExperiment(
-                id=exp.pk,
-                key=exp.key,
-                slot=exp.slot.key,
-                variants=tuple(str(v["variant"]) for v in exp.variants),
-                ranges=tuple((float(a), float(b)) for a, b in ranges),
-                condition=compile_condition(guard(exp.condition or {})),
-                namespace=(
-                    (str(exp.namespace[0]), float(exp.namespace[1]), float(exp.namespace[2]))
-                    if exp.namespace
-                    else None
-                ),
-                seed=exp.seed,
-                hash_version=exp.hash_version,
-                priority=exp.priority,
-            )
-        )
-    rollouts: dict[str, list[CompiledRollout]] = {}
-    for rollout in Rollout.objects.filter(
-        property_id=property_id, status=RolloutStatus.ACTIVE
-    ).select_related("slot"):
-        from django.utils.dateparse import parse_datetime
-
-        steps = []
-        for step in rollout.schedule or []:
-            at = parse_datetime(str(step.get("at")))
-            if at is not None:
-                steps.append((at, float(step.get("percent", 0))))
-        rollouts.setdefault(rollout.slot.key, []).append(
-            CompiledRollout(
-                id=rollout.pk,
-                key=rollout.key,
-                slot=rollout.slot.key,
-                variant=rollout.variant,
-                base_percent=rollout.percent,
-                steps=tuple(sorted(steps)),
-                priority=rollout.priority,
-            )
-        )
+    experiments = _compile_experiments(property_id, saved_groups, broken, model_keys)
+    rollouts = _compile_rollouts(property_id)
     for group in (experiments, rollouts):
         for items in group.values():
             items.sort(key=lambda x: (-x.priority, x.key))

@@ -118,7 +118,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # The decision engine's hot state (counters, session budgets, the pending decision log:
-# personalization/hotstate.py); "" keeps it in the database. Run this Redis with
+# personalization/hotstate/); "" keeps it in the database. Run this Redis with
 # appendonly on: acknowledged decisions wait there for their flush.
 DECIDE_REDIS_URL = env.str("DECIDE_REDIS_URL", default=REDIS_URL)
 

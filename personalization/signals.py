@@ -3,7 +3,8 @@
 State is a plain JSON dict kept on the Visitor and Session rows and updated by
 ingestion before the API answers. ``signals_for`` turns the states into the
 documented dotted names (``session.duration_s``, ``visitor.visits_7d`` …) that
-targeting conditions read. ``SIGNALS`` is the catalogue of those names.
+targeting conditions read; ``attributes.SessionProvider`` and ``VisitorProvider`` declare
+them (name, type, unit, meaning) in the attribute catalogue.
 """
 
 import math
@@ -32,58 +33,6 @@ SOCIAL_HOSTS = (
     "reddit.",
     "youtube.",
 )
-
-# dotted name -> (type, description). The README's signal table is built from this.
-SIGNALS: dict[str, tuple[str, str]] = {
-    "session.duration_s": ("number", "Seconds from the session's first to its last event."),
-    "session.page_views": ("number", "Page views in the session."),
-    "session.is_bounce": ("boolean", "The session has at most one page view."),
-    "session.section_ms": ("object", "Visible milliseconds per page section (section_view)."),
-    "session.max_scroll_depth": ("number", "Deepest scroll in the session, percent."),
-    "session.avg_scroll_depth": ("number", "Mean of the scroll depths reported, percent."),
-    "session.scroll_speed": ("number", "Mean reported scroll speed, pixels per second."),
-    "session.clicks": ("number", "Clicks in the session."),
-    "session.hovers": ("number", "Hovers in the session."),
-    "session.form_starts": ("number", "Forms started in the session."),
-    "session.form_submits": ("number", "Forms submitted in the session."),
-    "session.form_abandons": ("number", "Forms abandoned in the session."),
-    "session.device_type": ("string", "desktop, mobile, tablet or bot, from the user agent."),
-    "session.os": ("string", "Operating system family, from the user agent."),
-    "session.browser": ("string", "Browser family, from the user agent."),
-    "session.referrer_source": ("string", "Referring host, or 'direct'."),
-    "session.referrer_kind": ("string", "direct, search, social, internal or other."),
-    "session.utm_source": ("string", "UTM source of the session's landing event."),
-    "session.utm_medium": ("string", "UTM medium of the session's landing event."),
-    "session.utm_campaign": ("string", "UTM campaign of the session's landing event."),
-    "session.path": ("array", "The session's last 10 page URLs (paths), oldest first."),
-    "session.activity_trend": (
-        "number",
-        "-1..1: events in the last minute against the minute before (rising > 0).",
-    ),
-    "session.items_viewed": ("array", "Item ids viewed in the session (last 20)."),
-    "session.cart_adds": ("number", "add_to_cart events in the session."),
-    "session.purchases": ("number", "Purchases in the session."),
-    "session.revenue": ("number", "Revenue of the session's purchases."),
-    "session.engagement_score": ("number", "0..100, see README (engagement score)."),
-    "visitor.sessions": ("number", "Sessions of the visitor."),
-    "visitor.bounce_rate": ("number", "Share of the visitor's sessions that bounced, 0..1."),
-    "visitor.visits_7d": ("number", "Sessions started in the last 7 days."),
-    "visitor.visits_30d": ("number", "Sessions started in the last 30 days."),
-    "visitor.days_since_last_visit": (
-        "number",
-        "Days between the current session's start and the previous session's last event "
-        "(null on a first visit).",
-    ),
-    "visitor.page_views": ("number", "Page views over all sessions."),
-    "visitor.clicks": ("number", "Clicks over all sessions."),
-    "visitor.items_viewed": ("array", "Item ids the visitor viewed (last 20)."),
-    "visitor.items_carted": ("array", "Item ids the visitor carted (last 20)."),
-    "visitor.cart_adds": ("number", "add_to_cart events over all sessions."),
-    "visitor.purchases": ("number", "Purchases over all sessions."),
-    "visitor.revenue": ("number", "Revenue over all sessions."),
-    "visitor.engagement_score": ("number", "Mean engagement score of the visitor's sessions."),
-    "visitor.device_type": ("string", "Device type of the latest session."),
-}
 
 
 @lru_cache(maxsize=4096)

@@ -457,6 +457,51 @@ class Visit:
             return "Search"
         return self.rng.choice(["A friend", "An ad", "Just browsing"])
 
+    def page(self, first: bool, decider: "Callable[[Visit], None] | None") -> None:
+        """One page of the visit: view, dwell, scroll, sections, clicks, maybe the cart."""
+        rng, p = self.rng, self.persona
+        path = rng.choice(PAGES)
+        self.url = f"https://shop.example{path}"
+        item = rng.choice(ITEMS) if path.startswith("/shop/") else None
+        self.emit("page_view", {"path": path, **({"item_id": item} if item else {})}, 1)
+        if first and decider is not None:
+            decider(self)
+        dwell = rng.uniform(*p.seconds_per_page)
+        if self.adjusted("headline"):
+            dwell *= 1.25  # planted: the adjusted headline keeps visitors reading longer
+        speed = rng.uniform(*p.scroll_speed)
+        depth_goal = rng.uniform(*p.max_depth)
+        for depth in (25, 50, 75, 100):
+            if depth > depth_goal:
+                break
+            self.emit("scroll", {"depth_pct": depth, "speed_px_s": round(speed, 1)}, dwell / 8)
+        for section in rng.sample(SECTIONS, k=rng.randint(0, 3)):
+            self.emit(
+                "section_view",
+                {"section": section, "visible_ms": int(dwell * 1000 / 4)},
+                dwell / 6,
+            )
+        # planted: the adjusted CTA and recommendations are clicked more often
+        cta_rate = p.click_rate * (1.6 if self.adjusted("cta") else 1.0)
+        if self.adjusted("headline"):
+            cta_rate *= 1.8  # planted: the short headline sends readers to the CTA
+        if rng.random() < min(0.95, cta_rate):
+            self.emit("hover", {"element_id": "cta", "dwell_ms": rng.randint(200, 2500)}, 1)
+            self.click("cta")
+        reco_rate = p.click_rate * 0.4 * (1.5 if self.adjusted("recommendations") else 1.0)
+        if rng.random() < reco_rate:
+            self.click("recommendations")
+        if rng.random() < p.click_rate * 0.5:
+            self.click("nav")
+        cart_rate = p.cart_rate * (1.3 if self.adjusted("cta") else 1.0)
+        if item and rng.random() < cart_rate:
+            self.emit(
+                "add_to_cart",
+                {"item_id": item, "quantity": 1, "price": rng.choice([19.0, 49.0, 89.0])},
+                2,
+            )
+        self.t += timedelta(seconds=dwell / 3)
+
     def play(
         self,
         decider: "Callable[[Visit], None] | None" = None,
@@ -469,47 +514,7 @@ class Visit:
         rng, p = self.rng, self.persona
         self.emit("session_start")
         for page in range(rng.randint(*p.pages)):
-            path = rng.choice(PAGES)
-            self.url = f"https://shop.example{path}"
-            item = rng.choice(ITEMS) if path.startswith("/shop/") else None
-            self.emit("page_view", {"path": path, **({"item_id": item} if item else {})}, 1)
-            if page == 0 and decider is not None:
-                decider(self)
-            dwell = rng.uniform(*p.seconds_per_page)
-            if self.adjusted("headline"):
-                dwell *= 1.25  # planted: the adjusted headline keeps visitors reading longer
-            speed = rng.uniform(*p.scroll_speed)
-            depth_goal = rng.uniform(*p.max_depth)
-            for depth in (25, 50, 75, 100):
-                if depth > depth_goal:
-                    break
-                self.emit("scroll", {"depth_pct": depth, "speed_px_s": round(speed, 1)}, dwell / 8)
-            for section in rng.sample(SECTIONS, k=rng.randint(0, 3)):
-                self.emit(
-                    "section_view",
-                    {"section": section, "visible_ms": int(dwell * 1000 / 4)},
-                    dwell / 6,
-                )
-            # planted: the adjusted CTA and recommendations are clicked more often
-            cta_rate = p.click_rate * (1.6 if self.adjusted("cta") else 1.0)
-            if self.adjusted("headline"):
-                cta_rate *= 1.8  # planted: the short headline sends readers to the CTA
-            if rng.random() < min(0.95, cta_rate):
-                self.emit("hover", {"element_id": "cta", "dwell_ms": rng.randint(200, 2500)}, 1)
-                self.click("cta")
-            reco_rate = p.click_rate * 0.4 * (1.5 if self.adjusted("recommendations") else 1.0)
-            if rng.random() < reco_rate:
-                self.click("recommendations")
-            if rng.random() < p.click_rate * 0.5:
-                self.click("nav")
-            cart_rate = p.cart_rate * (1.3 if self.adjusted("cta") else 1.0)
-            if item and rng.random() < cart_rate:
-                self.emit(
-                    "add_to_cart",
-                    {"item_id": item, "quantity": 1, "price": rng.choice([19.0, 49.0, 89.0])},
-                    2,
-                )
-            self.t += timedelta(seconds=dwell / 3)
+            self.page(page == 0, decider)
         if rng.random() < p.buy_rate:
             self.emit("form_interaction", {"form_id": "checkout", "action": "start"}, 5)
             self.emit("form_interaction", {"form_id": "checkout", "action": "submit"}, 40)
@@ -587,6 +592,32 @@ def _consent_backdate(prop: Property, visitor_id: str, at: datetime) -> None:
     ).update(created_at=at - timedelta(seconds=5))
 
 
+def _consent_roll(
+    rng: random.Random,
+    prop: Property,
+    visitor: str,
+    policy: Any,
+    refuse_share: float,
+    gpc_share: float,
+) -> bool:
+    """The visitor's answer to the banner, recorded; whether they consented at all."""
+    roll = rng.random()
+    if roll < refuse_share:
+        return False
+    granted = {k: True for k in policy.purpose_keys}
+    if roll < refuse_share + 0.1:  # analytics only: granular events dropped
+        granted = {k: k == "analytics" for k in policy.purpose_keys}
+    consent_services.consent_record(
+        property_id=prop.pk,
+        visitor_id=visitor,
+        policy_version=policy.version,
+        purposes=granted,
+        method="banner",
+        gpc=roll > 1 - gpc_share,  # a browser sending Sec-GPC: 1
+    )
+    return True
+
+
 def simulate(
     *,
     prop: Property,
@@ -615,22 +646,9 @@ def simulate(
 
     for n in range(visitors):
         visitor = f"v-{seed}-{n:06d}"
-        consented = False
-        if policy is not None:
-            roll = rng.random()
-            if roll >= refuse_share:
-                granted = {k: True for k in policy.purpose_keys}
-                if roll < refuse_share + 0.1:  # analytics only: granular events dropped
-                    granted = {k: k == "analytics" for k in policy.purpose_keys}
-                consent_services.consent_record(
-                    property_id=prop.pk,
-                    visitor_id=visitor,
-                    policy_version=policy.version,
-                    purposes=granted,
-                    method="banner",
-                    gpc=roll > 1 - gpc_share,  # a browser sending Sec-GPC: 1
-                )
-                consented = True
+        consented = policy is not None and _consent_roll(
+            rng, prop, visitor, policy, refuse_share, gpc_share
+        )
 
         def take(events: list[dict]) -> None:
             for event in events:

@@ -1,10 +1,27 @@
-from typing import Any
-
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
+# Each sub-package's tasks live beside its code; importing them here registers them with the
+# worker (Celery discovers ``<app>.tasks``) and keeps the names the beat schedule uses.
+from .hotstate.tasks import decision_log_flush_task
+from .learning.tasks import (
+    cluster_run_task,
+    learning_scheduled_task,
+    model_train_task,
+    rule_guardrails_task,
+)
 from .models import Property
 from .services.ingest import quarantine_replay
+
+__all__ = [
+    "cluster_run_task",
+    "decision_log_flush_task",
+    "experiment_snapshots_task",
+    "learning_scheduled_task",
+    "model_train_task",
+    "replay_quarantine_task",
+    "rollout_guardrails_task",
+    "rule_guardrails_task",
+]
 
 REPLAY_CHUNK = 500
 
@@ -46,76 +63,3 @@ def rollout_guardrails_task() -> int:
         rollout_guardrail_check(rollout=r)
         for r in Rollout.objects.filter(status=RolloutStatus.ACTIVE, guardrail__isnull=False)
     )
-
-
-@shared_task(acks_late=True)
-def decision_log_flush_task() -> int:
-    """Copy the decisions pending in Redis into the database. Idempotent by decision_id;
-    runs every few seconds from the beat and when a decision finds many pending."""
-    from .hotstate import decision_log_flush
-
-    return decision_log_flush()
-
-
-# --- learning: clustering, propensity models, the feedback loop ---------------------------
-
-LEARNING_TRANSIENT = (ConnectionError, OperationalError, InterfaceError)
-
-
-@shared_task(acks_late=True, autoretry_for=LEARNING_TRANSIENT, retry_backoff=True, max_retries=3)
-def cluster_run_task(run_id: int) -> dict[str, Any]:
-    """Run a queued clustering (progress on the run). Rerunning recomputes it in place."""
-    from .learning.clustering import cluster_run_execute
-
-    run = cluster_run_execute(run_id=run_id)
-    return {"run": run.pk, "status": run.status, "k": run.k, "drifted": run.drifted}
-
-
-@shared_task(acks_late=True, autoretry_for=LEARNING_TRANSIENT, retry_backoff=True, max_retries=3)
-def model_train_task(version_id: int) -> dict[str, Any]:
-    """Train a model version; a version already trained is left as it is."""
-    from .learning.propensity import version_train
-
-    version = version_train(version_id=version_id)
-    return {"version": version.pk, "status": version.status, "auc": version.auc}
-
-
-@shared_task(acks_late=True, autoretry_for=LEARNING_TRANSIENT, retry_backoff=True, max_retries=3)
-def learning_scheduled_task() -> dict[str, int]:
-    """Daily: re-run each property's latest clustering (flagging drift) and retrain the
-    scheduled models. Idempotent per day: what already ran in the last 12 hours is skipped.
-    A version left "training" by a lost task is trained now, not left so forever."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from .learning import maintenance, propensity
-    from .learning.clustering import cluster_run_execute
-    from .models import ClusterRun, ModelVersion
-
-    recent = timezone.now() - timedelta(hours=12)
-    counts = {"runs": 0, "versions": 0, "resumed": 0}
-    for version_id in propensity.versions_stuck():
-        propensity.version_train(version_id=version_id)
-        counts["resumed"] += 1
-    for run in maintenance.latest_runs():
-        if ClusterRun.objects.filter(property_id=run.property_id, created_at__gte=recent).exists():
-            continue
-        cluster_run_execute(run_id=maintenance.cluster_rerun(run=run).pk)
-        counts["runs"] += 1
-    for model in maintenance.scheduled_models():
-        if ModelVersion.objects.filter(model=model, created_at__gte=recent).exists():
-            continue
-        if propensity.model_problems(model):
-            continue
-        propensity.version_train(version_id=propensity.version_start(model=model).pk)
-        counts["versions"] += 1
-    return counts
-
-
-@shared_task(acks_late=True, autoretry_for=LEARNING_TRANSIENT, retry_backoff=True, max_retries=3)
-def rule_guardrails_task() -> dict[str, int]:
-    """Hourly: flag (or pause, when allowed) rules doing significantly worse than the default."""
-    from .learning.feedback import guardrails_check_all
-
-    return guardrails_check_all()

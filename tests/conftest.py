@@ -64,12 +64,12 @@ def _fresh_caches() -> None:
     from django.core.cache import cache
 
     from consent import selectors as consent_selectors
-    from personalization import hotstate, ruleset
+    from personalization import config_version, hotstate, ruleset
     from personalization.services import keys
 
     cache.clear()  # with Redis, FLUSHDB: also the engine's hot state and pending decision log
     ruleset._compiled.clear()
-    ruleset._versions.clear()
+    config_version._versions.clear()
     consent_selectors._current.clear()
     consent_selectors._by_id.clear()
     hotstate._down_until = 0.0

@@ -1,9 +1,11 @@
-"""The admin's condition builder in a real browser: build, save, reload, see errors."""
+"""The admin's condition builder in a real browser: build, save, reload, see errors; the
+attributes it offers are the catalogue's, with their units and meanings."""
 
 import json
 
 import pytest
 
+from personalization.attributes import CATALOGUE
 from personalization.models import Rule
 from personalization.permissions import MARKETING
 from tests.browser import admin_login
@@ -86,6 +88,24 @@ def test_condition_builder__nested_groups__saved_reloaded_intact(
     assert ops == ["$and", "$or", "$nor"]
     assert json.loads(page.locator("#id_condition").input_value()) == EXPECTED
     assert page.console_errors == []
+    # And the builder offers the attribute catalogue, each name with its unit and meaning
+    offered = page.locator(".condition-builder datalist option").evaluate_all(
+        "els => els.map(e => [e.value, e.label])"
+    )
+    assert [name for name, _ in offered] == [e["name"] for e in CATALOGUE.builder_entries()]
+    assert dict(offered)["session.scroll_speed"] == (
+        "number, px/s — Mean reported scroll speed, pixels per second."
+    )
+    assert dict(offered)["slot.<key>.ctr"].startswith("number, share 0..1 — ")
+    # And each clause says what its attribute is, a pattern's too
+    hints = page.locator(".cb-hint").evaluate_all("els => els.map(e => e.textContent)")
+    assert hints[0] == "number, seconds — Seconds from the session's first to its last event."
+    assert hints[1].startswith("number, share 0..1 — Share of the visitor's sessions")
+    first = page.locator(".cb-clause").nth(0)
+    first.locator(".cb-path").fill("slot.headline.ctr_low")
+    assert first.locator(".cb-hint").inner_text().startswith("number, share 0..1 — Low end")
+    first.locator(".cb-path").fill("session.duration_s")
+    assert json.loads(page.locator("#id_condition").input_value()) == EXPECTED
 
     # When a clause is made invalid (a regex that does not compile) and saved
     clause = page.locator(".cb-clause").nth(3)
@@ -95,5 +115,15 @@ def test_condition_builder__nested_groups__saved_reloaded_intact(
     # Then the form shows an error pointing at that clause, and nothing changed
     error = page.locator(".errorlist").first.inner_text()
     assert "session.utm_campaign" in error and "regex" in error.lower()
+    rule.refresh_from_db()
+    assert rule.condition == EXPECTED
+
+    # When a clause's attribute is misspelt in the builder and saved
+    page.locator(".cb-clause").nth(0).locator(".cb-path").fill("session.duration")
+    page.click("input[name=_continue]")
+    # Then the form refuses the unknown attribute, suggesting the catalogue's name
+    errors = page.locator(".errorlist").first.inner_text()
+    assert "Unknown attribute `session.duration` in clause 1" in errors
+    assert "did you mean `session.duration_s`?" in errors
     rule.refresh_from_db()
     assert rule.condition == EXPECTED

@@ -313,7 +313,7 @@ def test_decide__broken_rule__skipped_rest_served(store):
     good = rule(store.prop, "good", "headline", "short", priority=1)
     bad = rule(store.prop, "bad", "headline", "long", priority=99)
     Rule.objects.filter(pk=bad.pk).update(condition={"url": {"$regex": "("}})
-    from personalization.ruleset import config_bump
+    from personalization.config_version import config_bump
 
     config_bump(store.prop.pk)
     assert ask(store, slots=["headline"]).answers["headline"].key == good.key

@@ -1,5 +1,5 @@
 """The engine's copies in Redis of each visitor's consent and live signals
-(personalization/hotstate.py): read in the decision's one round trip, written through by
+(personalization/hotstate/): read in the decision's one round trip, written through by
 the consent services and event ingest after their commit, filled in by a decision that
 missed, never overwritten by an older value, removed by erasure and retention."""
 

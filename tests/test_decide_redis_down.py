@@ -7,7 +7,7 @@ and the log in PostgreSQL/SQLite, written in the request's transaction) — the 
 not defaults. When it returns, decisions go back to Redis without a restart, and the
 decisions it held pending are flushed then. The two paths keep separate counters, so a
 cap may be exceeded by at most one cap per window per switch of path (documented in
-``personalization/hotstate.py``).
+``personalization/hotstate/``).
 """
 
 import shutil

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..exceptions import DomainError, problem
 from ..hashing import visitor_key
+from ..holdings import has_property_perm, property_model
 from ..models import (
     AccessExport,
     ConsentMethod,
@@ -28,7 +29,6 @@ from ..models import (
     RequestStatus,
 )
 from ..selectors import request_open_for
-from ..tenancy import has_property_perm, property_model
 from .audit import audit_record
 from .consent import consent_opt_out
 

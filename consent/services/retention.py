@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from .. import registry
 from ..exceptions import DomainError
+from ..holdings import property_model
 from ..models import RetentionPolicy, RetentionRun
 from ..selectors import retention_periods
-from ..tenancy import property_model
 from .audit import audit_record
 
 FIELDS = {

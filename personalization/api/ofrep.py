@@ -21,9 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..engine import DecideRequest
-from ..services.ofrep import etag_of, flag_evaluate, flags_evaluate
 from .authentication import OfrepKeyAuthentication
 from .errors import ofrep_error_body
+from .ofrep_answers import etag_of, flag_evaluate, flags_evaluate
 from .parsers import json_problem
 from .permissions import StorefrontKey
 from .views import StorefrontView

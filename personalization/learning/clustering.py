@@ -19,8 +19,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..conditions import CompiledCondition
+from ..config_version import config_bump
 from ..exceptions import ApplicationError
 from ..models import Cluster, ClusterRun, RunStatus, Segment, Session, TrainingMember, Visitor
+from ..services.audit import AuditAction, audit_action
 from ..signals import signals_for
 from . import features, privacy
 
@@ -100,7 +102,7 @@ def cluster_run_create(
         created_by=user if getattr(user, "pk", None) else None,
     )
     if enqueue:
-        from ..tasks import cluster_run_task
+        from .tasks import cluster_run_task
 
         transaction.on_commit(partial(cluster_run_task.delay, run.pk))
     return run
@@ -340,8 +342,6 @@ def _drift(run: ClusterRun) -> None:
 
 def _bump_if_adopted(run: ClusterRun) -> None:
     if Segment.objects.filter(cluster__run=run).exists():
-        from ..ruleset import config_bump
-
         config_bump(run.property_id)
 
 
@@ -353,12 +353,20 @@ def cluster_adopt(*, cluster: Cluster, key: str, name: str = "", user: Any = Non
         raise ApplicationError("run_not_done", "Only a finished run's clusters can be adopted.")
     if Segment.objects.filter(property_id=run.property_id, key=key).exists():
         raise ApplicationError("segment_exists", f"A segment {key!r} already exists.")
-    return Segment.objects.create(
+    segment = Segment.objects.create(
         property_id=run.property_id,
         key=key,
         name=name or cluster.description[:120],
         cluster=cluster,
     )
+    audit_action(
+        AuditAction.CLUSTER_ADOPTED,
+        cluster,
+        property_id=run.property_id,
+        user=user,
+        details={"segment": segment.key},
+    )
+    return segment
 
 
 class _Centroids:

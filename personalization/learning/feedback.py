@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from .. import stats
 from ..models import Adjustment, GoalKind, GuardrailCheck, Rule, RuleStatus
+from ..services.audit import AuditAction
+from ..services.rules import rule_status_set
 
 LOOKBACK = timedelta(days=30)
 WORSE = "worse"
@@ -119,8 +121,6 @@ def rule_guardrail_check(
 ) -> GuardrailCheck | None:
     """Check one rule; record the check when its verdict changed or an action was taken.
     Returns the recorded check (None when nothing new)."""
-    from ..services.rules import rule_save
-
     if rule.guardrail_id is None or rule.status != RuleStatus.ACTIVE:
         return None
     now = now or timezone.now()
@@ -131,11 +131,13 @@ def rule_guardrail_check(
         if verdict == WORSE:
             action = FLAGGED
             if locked.guardrail_autopause and locked.status == RuleStatus.ACTIVE:
-                locked.status = RuleStatus.PAUSED
-                rule_save(
+                rule_status_set(  # no user: the audit entry's actor is "system"
                     rule=locked,
+                    status=RuleStatus.PAUSED,
                     note=f"paused by its guardrail ({evidence['goal']} significantly worse)",
                     evidence={"action": "paused by guardrail", **evidence},
+                    action=AuditAction.RULE_PAUSED_BY_GUARDRAIL,
+                    details=evidence,
                 )
                 action = PAUSED
         last = GuardrailCheck.objects.filter(rule=locked).first()
@@ -148,6 +150,27 @@ def rule_guardrail_check(
         )
     rule.refresh_from_db()
     return check
+
+
+@transaction.atomic
+def rule_pause_on_check(*, check: GuardrailCheck, user: Any = None) -> bool:
+    """Staff pause a rule on its guardrail's suggestion (the check's evidence goes into the
+    rule's history). False when the rule is no longer active."""
+    rule = Rule.objects.select_for_update().get(pk=check.rule_id)
+    if rule.status != RuleStatus.ACTIVE:
+        return False
+    rule_status_set(
+        rule=rule,
+        status=RuleStatus.PAUSED,
+        user=user,
+        note="paused on its guardrail's suggestion",
+        evidence={"action": "paused by staff on guardrail", **check.evidence},
+        action=AuditAction.RULE_PAUSED_ON_CHECK,
+        audit_on=check,
+        details={"rule": rule.key},
+    )
+    check.rule = rule
+    return True
 
 
 def guardrails_check_all(*, now: datetime | None = None) -> dict[str, int]:

@@ -4,7 +4,10 @@ learned from a visitor erased since, within the retention purge's next run."""
 import logging
 from typing import Any
 
+from django.db import transaction
+
 from ..models import ClusterRun, ModelVersion, PropensityModel, RunStatus, VersionStatus
+from ..services.audit import AuditAction, audit_action
 from . import clustering, privacy, propensity
 
 logger = logging.getLogger(__name__)
@@ -12,16 +15,25 @@ logger = logging.getLogger(__name__)
 
 def cluster_rerun(*, run: ClusterRun, user: Any = None, enqueue: bool = False) -> ClusterRun:
     """A new run with the same settings; it compares itself with the latest finished run."""
-    return clustering.cluster_run_create(
-        property_id=run.property_id,
-        k_min=run.k_min,
-        k_max=run.k_max,
-        window_days=run.window_days,
-        drift_share=run.drift_share,
-        drift_centroid=run.drift_centroid,
-        user=user,
-        enqueue=enqueue,
-    )
+    with transaction.atomic():
+        new = clustering.cluster_run_create(
+            property_id=run.property_id,
+            k_min=run.k_min,
+            k_max=run.k_max,
+            window_days=run.window_days,
+            drift_share=run.drift_share,
+            drift_centroid=run.drift_centroid,
+            user=user,
+            enqueue=enqueue,
+        )
+        audit_action(
+            AuditAction.CLUSTER_RUN_QUEUED,
+            new,
+            property_id=run.property_id,
+            user=user,
+            details={"rerun_of": run.pk},
+        )
+    return new
 
 
 def latest_runs() -> list[ClusterRun]:

@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from consent.services.erasure import fault_pause
 
+from ..config_version import config_bump
 from ..exceptions import ApplicationError
 from ..models import (
     Adjustment,
@@ -39,6 +40,7 @@ from ..models import (
     TrainingMember,
     VersionStatus,
 )
+from ..services.audit import AuditAction, audit_action
 from . import features, privacy
 
 logger = logging.getLogger(__name__)
@@ -273,8 +275,15 @@ def version_start(
             version=last + 1,
             created_by=user if getattr(user, "pk", None) else None,
         )
+        audit_action(
+            AuditAction.MODEL_TRAINING_STARTED,
+            model,
+            property_id=model.property_id,
+            user=user,
+            details={"version": version.version},
+        )
         if enqueue:
-            from ..tasks import model_train_task
+            from .tasks import model_train_task
 
             transaction.on_commit(partial(model_train_task.delay, version.pk))
     return version
@@ -353,9 +362,7 @@ def version_train(*, version_id: int, force_promote: bool = False) -> ModelVersi
             TrainingMember.objects.filter(model_version=version).delete()
             privacy.members_record(model.property_id, set(data.visitors), version=version)
             if promote:
-                from ..ruleset import config_bump
-
-                config_bump(model.property_id)
+                _promoted(version, current, verdict)
     except ApplicationError as exc:
         _set(version, status=VersionStatus.FAILED, message=exc.message, progress=100)
     except Exception as exc:  # noqa: BLE001 - a failed training says why; the task goes on
@@ -363,6 +370,21 @@ def version_train(*, version_id: int, force_promote: bool = False) -> ModelVersi
         _set(version, status=VersionStatus.FAILED, message=f"Training failed: {exc}", progress=100)
     version.refresh_from_db()
     return version
+
+
+def _promoted(version: ModelVersion, replaced: ModelVersion | None, verdict: str) -> None:
+    """In the promotion's transaction: serving processes reload, and the log says so."""
+    config_bump(version.model.property_id)
+    audit_action(
+        AuditAction.MODEL_VERSION_PROMOTED,
+        version,
+        property_id=version.model.property_id,
+        details={
+            "version": version.version,
+            "replaced": replaced.version if replaced is not None else None,
+            "verdict": verdict,
+        },
+    )
 
 
 def versions_stuck(older_than: timedelta = STUCK_AFTER) -> list[int]:
@@ -380,9 +402,14 @@ def versions_stuck(older_than: timedelta = STUCK_AFTER) -> list[int]:
 def version_retire(*, version: ModelVersion, reason: str) -> None:
     """Stop a version scoring and drop its artifact (e.g. trained on an erased visitor)."""
     was_promoted = version.status == VersionStatus.PROMOTED
-    _set(version, status=VersionStatus.RETIRED, artifact=None, message=reason)
-    TrainingMember.objects.filter(model_version=version).delete()
-    if was_promoted:
-        from ..ruleset import config_bump
-
-        config_bump(version.model.property_id)
+    with transaction.atomic():
+        _set(version, status=VersionStatus.RETIRED, artifact=None, message=reason)
+        TrainingMember.objects.filter(model_version=version).delete()
+        if was_promoted:
+            config_bump(version.model.property_id)
+        audit_action(
+            AuditAction.MODEL_VERSION_RETIRED,
+            version,
+            property_id=version.model.property_id,
+            details={"version": version.version, "was_promoted": was_promoted, "reason": reason},
+        )

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..conditions import namespace_keys
 from ..models import ModelVersion, PropensityModel, VersionStatus
 from . import features
 
@@ -43,20 +44,7 @@ class CompiledModel:
 
 def referenced(condition: Any) -> set[str]:
     """Model keys a condition reads (``model.<key>.…``), at any depth."""
-    found: set[str] = set()
-    stack = [condition]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                if isinstance(key, str) and key.startswith(PREFIX):
-                    parts = key.split(".")
-                    if len(parts) >= 2 and parts[1]:
-                        found.add(parts[1])
-                stack.append(value)
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
+    return namespace_keys(condition, "model")
 
 
 def guard(condition: Any) -> Any:

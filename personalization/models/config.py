@@ -3,7 +3,7 @@
 Saves and deletes send Django's model signals; bulk writes (``QuerySet.update``,
 ``bulk_update``, ``bulk_create``) send none. Configuration models use ``ConfigQuerySet``,
 whose bulk writes send ``config_changed`` with the properties they touched, so no write
-path can skip the invalidation (``personalization/ruleset.py`` receives both).
+path can skip the invalidation (``personalization/config_version.py`` receives both).
 """
 
 from collections.abc import Iterable

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .. import stats
-from ..conditions import validate_condition
+from ..attributes import condition_problems
 from ..exceptions import ApplicationError
 from ..hotstate import decision_log_flush
 from ..models import (
@@ -39,9 +39,58 @@ from ..models import (
     Session,
     Variant,
 )
+from .audit import AuditAction, audit_action
 from .rules import rule_save
 
 RETURN_GAP = timedelta(minutes=30)
+
+
+def _variants_problem(variants: Any, slot_id: int | None) -> str | None:
+    """What is wrong with an experiment's variant rows, if anything."""
+    if not isinstance(variants, list) or len(variants) < 2:
+        return "An experiment has a control and at least one treatment."
+    keys, weights = [], []
+    for i, v in enumerate(variants):
+        if not isinstance(v, dict) or "variant" not in v or "weight" not in v:
+            return f'Item {i} must be {{"variant": …, "weight": …}}.'
+        try:
+            weight = float(v["weight"])
+        except (TypeError, ValueError):
+            return f"Item {i}: the weight must be a number."
+        if not 0 <= weight <= 1:
+            return f"Item {i}: weights lie between 0 and 1."
+        keys.append(str(v["variant"]))
+        weights.append(weight)
+    total = sum(weights)
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        return (
+            f"The weights must sum to 1, or 100% (they sum to {total:g}, "
+            f"{round(total * 100, 4):g}%)."
+        )
+    if len(set(keys)) != len(keys):
+        return "Each variant appears once."
+    if slot_id is not None:
+        known = set(Variant.objects.filter(slot_id=slot_id).values_list("key", flat=True))
+        missing = [k for k in keys if k not in known]
+        if missing:
+            return f"The slot has no variant {', '.join(missing)}."
+    return None
+
+
+def _namespace_problem(namespace: Any) -> str | None:
+    if not namespace:
+        return None
+    ok = (
+        isinstance(namespace, list)
+        and len(namespace) == 3
+        and isinstance(namespace[0], str)
+        and all(isinstance(x, int | float) for x in namespace[1:])
+    )
+    if not ok:
+        return 'A namespace is ["name", start, end].'
+    if not (0 <= namespace[1] < namespace[2] <= 1):
+        return "The namespace range must lie within [0, 1], start < end."
+    return None
 
 
 def experiment_problems(
@@ -54,59 +103,18 @@ def experiment_problems(
     confidence: float,
 ) -> dict[str, str]:
     """What is wrong with an experiment's settings, by field (empty when it can run)."""
-    problems: dict[str, str] = {}
-    if not isinstance(variants, list) or len(variants) < 2:
-        problems["variants"] = "An experiment has a control and at least one treatment."
-    else:
-        keys, weights = [], []
-        for i, v in enumerate(variants):
-            if not isinstance(v, dict) or "variant" not in v or "weight" not in v:
-                problems["variants"] = f'Item {i} must be {{"variant": …, "weight": …}}.'
-                break
-            try:
-                weight = float(v["weight"])
-            except (TypeError, ValueError):
-                problems["variants"] = f"Item {i}: the weight must be a number."
-                break
-            if not 0 <= weight <= 1:
-                problems["variants"] = f"Item {i}: weights lie between 0 and 1."
-                break
-            keys.append(str(v["variant"]))
-            weights.append(weight)
-        else:
-            total = sum(weights)
-            if not math.isclose(total, 1.0, abs_tol=1e-6):
-                problems["variants"] = (
-                    f"The weights must sum to 1, or 100% (they sum to {total:g}, "
-                    f"{round(total * 100, 4):g}%)."
-                )
-            elif len(set(keys)) != len(keys):
-                problems["variants"] = "Each variant appears once."
-            elif slot_id is not None:
-                known = set(Variant.objects.filter(slot_id=slot_id).values_list("key", flat=True))
-                missing = [k for k in keys if k not in known]
-                if missing:
-                    problems["variants"] = f"The slot has no variant {', '.join(missing)}."
-    if not 0 < coverage <= 1:
-        problems["coverage"] = "Coverage lies in (0, 1]."
-    if namespace:
-        ok = (
-            isinstance(namespace, list)
-            and len(namespace) == 3
-            and isinstance(namespace[0], str)
-            and all(isinstance(x, int | float) for x in namespace[1:])
-        )
-        if not ok:
-            problems["namespace"] = 'A namespace is ["name", start, end].'
-        elif not (0 <= namespace[1] < namespace[2] <= 1):
-            problems["namespace"] = "The namespace range must lie within [0, 1], start < end."
-    if condition:
-        found = validate_condition(condition)
-        if found:
-            problems["condition"] = "; ".join(found)
-    if not 0.5 < confidence < 1:
-        problems["confidence"] = "The confidence level lies between 0.5 and 1 (e.g. 0.95)."
-    return problems
+    problems = {
+        "variants": _variants_problem(variants, slot_id),
+        "coverage": None if 0 < coverage <= 1 else "Coverage lies in (0, 1].",
+        "namespace": _namespace_problem(namespace),
+        "condition": "; ".join(condition_problems(condition)) if condition else None,
+        "confidence": (
+            None
+            if 0.5 < confidence < 1
+            else "The confidence level lies between 0.5 and 1 (e.g. 0.95)."
+        ),
+    }
+    return {field: problem for field, problem in problems.items() if problem}
 
 
 # What a running experiment cannot change without a new phase: each would bias the
@@ -210,6 +218,13 @@ def experiment_save(
                 "changes": changes,
             },
         )
+        audit_action(
+            AuditAction.EXPERIMENT_NEW_PHASE,
+            experiment,
+            property_id=experiment.property_id,
+            user=user,
+            details={"phase": experiment.phase, "fields": sorted(changes)},
+        )
     return experiment
 
 
@@ -240,6 +255,9 @@ def experiment_start(*, experiment: Experiment, user: Any = None) -> Experiment:
     experiment.started_at = experiment.started_at or timezone.now()
     experiment.save()
     _history(action="started", user=user, experiment=experiment)
+    audit_action(
+        AuditAction.EXPERIMENT_STARTED, experiment, property_id=experiment.property_id, user=user
+    )
     return experiment
 
 
@@ -249,6 +267,9 @@ def experiment_stop(*, experiment: Experiment, user: Any = None) -> Experiment:
     experiment.stopped_at = timezone.now()
     experiment.save()
     _history(action="stopped", user=user, experiment=experiment)
+    audit_action(
+        AuditAction.EXPERIMENT_STOPPED, experiment, property_id=experiment.property_id, user=user
+    )
     return experiment
 
 
@@ -288,6 +309,15 @@ def experiment_promote(
         user=user,
         experiment=experiment,
         evidence={"variant": variant, **evidence},
+    )
+    audit_action(
+        AuditAction.EXPERIMENT_PROMOTED_TO_DEFAULT
+        if to == "default"
+        else AuditAction.EXPERIMENT_PROMOTED_TO_RULE,
+        experiment,
+        property_id=experiment.property_id,
+        user=user,
+        details={"variant": variant, **evidence},
     )
     return experiment
 
@@ -700,6 +730,12 @@ def experiment_reallocate(*, experiment: Experiment, results: dict, seed: int = 
             "probability_best": allocation.probability_best,
         },
     )
+    audit_action(
+        AuditAction.EXPERIMENT_REALLOCATED,
+        experiment,
+        property_id=experiment.property_id,
+        details={"weights": [v["weight"] for v in experiment.variants]},
+    )
     return [v["weight"] for v in experiment.variants]
 
 
@@ -712,6 +748,7 @@ def rollout_kill(*, rollout: Rollout, user: Any = None) -> Rollout:
     rollout.status = RolloutStatus.KILLED
     rollout.save()  # post_save bumps the property's configuration version
     _history(action="killed", user=user, rollout=rollout)
+    audit_action(AuditAction.ROLLOUT_KILLED, rollout, property_id=rollout.property_id, user=user)
     return rollout
 
 
@@ -736,8 +773,6 @@ def rollout_guardrail_check(*, rollout: Rollout, now: datetime | None = None) ->
     row = analysis.variants[1]
     if row.verdict != "worse":
         return False
-    rollout.status = RolloutStatus.HALTED
-    rollout.save()
     evidence = {
         "goal": goal.key,
         "served_users": served[0],
@@ -747,7 +782,13 @@ def rollout_guardrail_check(*, rollout: Rollout, now: datetime | None = None) ->
         "p_value": row.p_value,
         "lift": _lift(row),
     }
-    _history(action="halted by guardrail", rollout=rollout, evidence=evidence)
+    with transaction.atomic():
+        rollout.status = RolloutStatus.HALTED
+        rollout.save()
+        _history(action="halted by guardrail", rollout=rollout, evidence=evidence)
+        audit_action(
+            AuditAction.ROLLOUT_HALTED, rollout, property_id=rollout.property_id, details=evidence
+        )
     if rollout.owner and rollout.owner.email:
         send_mail(
             f"Rollout {rollout.key} halted",

@@ -643,7 +643,7 @@ def _signals_copy(
     latest: dict[tuple[int, str], list[SessionRow]],
 ) -> None:
     """Drop the engine's copies of these visitors' signals now, and write the committed
-    states after the commit (personalization/hotstate.py)."""
+    states after the commit (personalization/hotstate/)."""
     by_pk = {v.pk: v for v in visitors.values()}
     states: dict[str, tuple[int, dict, dict[str, dict]]] = {
         v.visitor_id: (v.state["rev"], v.state, {}) for v in visitors.values()

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import ApiKey, ApiKeyKind, Property
+from .audit import AuditAction, audit_action
 
 PREFIXES = {ApiKeyKind.PUBLISHABLE: "pk_", ApiKeyKind.SECRET: "sk_"}
 # A revoked key is refused everywhere within this many seconds.
@@ -40,10 +41,13 @@ def api_key_issue(
     return key, raw
 
 
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, user: Any = None) -> ApiKey:
+    """Revoke a key (audited the first time; a revoked key stays as it is)."""
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        audit_action(AuditAction.API_KEY_REVOKED, key, property_id=key.property_id, user=user)
 
     def forget() -> None:
         cache.delete(f"apikey:{key.key_hash}")

@@ -5,7 +5,8 @@ from typing import Any
 from django.db import transaction
 
 from ..exceptions import ApplicationError
-from ..models import Rule, RuleVersion
+from ..models import Rule, RuleStatus, RuleVersion
+from .audit import AuditAction, audit_action
 
 VERSIONED_FIELDS = [
     "key",
@@ -78,4 +79,47 @@ def rule_restore(*, rule: Rule, version: int, user: Any = None) -> Rule:
         if name in ("starts_at", "ends_at") and value:
             value = parse_datetime(value)
         setattr(rule, name, value)
-    return rule_save(rule=rule, user=user, note=f"restored version {version}")
+    rule_save(rule=rule, user=user, note=f"restored version {version}")
+    audit_action(
+        AuditAction.RULE_RESTORED,
+        rule,
+        property_id=rule.property_id,
+        user=user,
+        details={"version": version},
+    )
+    return rule
+
+
+STATUS_ACTIONS = {
+    RuleStatus.PAUSED: AuditAction.RULE_PAUSED,
+    RuleStatus.ACTIVE: AuditAction.RULE_ACTIVATED,
+}
+
+
+@transaction.atomic
+def rule_status_set(
+    *,
+    rule: Rule,
+    status: str,
+    user: Any = None,
+    note: str = "",
+    evidence: dict | None = None,
+    action: AuditAction | None = None,
+    audit_on: Any = None,
+    details: dict[str, Any] | None = None,
+) -> Rule:
+    """Pause or activate a rule: a new version, and its audit entry (``action``, by default
+    the status's; on ``audit_on`` — a guardrail check, say — instead of the rule). A rule
+    already in ``status`` is left as it is: no version, no entry."""
+    if rule.status == status:
+        return rule
+    rule.status = status
+    rule_save(rule=rule, user=user, note=note or f"set {status}", evidence=evidence)
+    audit_action(
+        action or STATUS_ACTIONS[RuleStatus(status)],
+        audit_on if audit_on is not None else rule,
+        property_id=rule.property_id,
+        user=user,
+        details=details,
+    )
+    return rule

@@ -1,6 +1,8 @@
 /* Condition builder for the admin: edits MongoDB-style JSON conditions as nested
- * all / any / none groups of clauses (signal, operator, value). The JSON stays in the
- * form's textarea, so staff who prefer can edit it directly ("Edit JSON"). */
+ * all / any / none groups of clauses (attribute, operator, value). The JSON stays in the
+ * form's textarea, so staff who prefer can edit it directly ("Edit JSON"). The attributes
+ * offered, with their type, unit and meaning, are the server's attribute catalogue
+ * (personalization/attributes.py); names such as slot.<key>.ctr are patterns. */
 (function () {
   "use strict";
   var GROUPS = [["$and", "all of"], ["$or", "any of"], ["$nor", "none of"]];
@@ -90,12 +92,32 @@
     return s;
   }
 
-  function Builder(container, textarea, signals) {
+  function summary(entry) {
+    return entry.type + (entry.unit ? ", " + entry.unit : "") + " — " + entry.description;
+  }
+
+  function patternOf(name) {
+    var parts = name.split(".").map(function (part) {
+      if (part === "<path>") { return ".+"; }
+      if (part.charAt(0) === "<") { return "[^.]+"; }
+      return part.replace(/[\\^$*+?.()|[\]{}]/g, "\\$&");
+    });
+    return new RegExp("^" + parts.join("\\.") + "$");
+  }
+
+  function Builder(container, textarea, attributes) {
     this.container = container;
     this.textarea = textarea;
-    this.listId = "cb-signals-" + textarea.id;
+    this.listId = "cb-attributes-" + textarea.id;
+    this.attributes = attributes.map(function (a) {
+      var entry = typeof a === "string" ? { name: a, type: "", unit: "", description: "" } : a;
+      entry.pattern = entry.name.indexOf("<") >= 0 ? patternOf(entry.name) : null;
+      return entry;
+    });
     var list = el("datalist", { id: this.listId });
-    signals.forEach(function (name) { list.appendChild(el("option", { value: name })); });
+    this.attributes.forEach(function (a) {
+      list.appendChild(el("option", { value: a.name, label: summary(a) }));
+    });
     container.appendChild(list);
     this.toolbar = el("div", { "class": "cb-toolbar" });
     this.toggle = el("button", { type: "button", "class": "cb-toggle" }, "Edit JSON");
@@ -109,6 +131,14 @@
     this.toggle.addEventListener("click", function () { self.setJsonMode(!self.jsonMode); });
     this.load();
   }
+
+  Builder.prototype.describe = function (path) {
+    var found = null;
+    this.attributes.forEach(function (a) {
+      if (!found && (a.name === path || (a.pattern && a.pattern.test(path)))) { found = a; }
+    });
+    return found;
+  };
 
   Builder.prototype.load = function () {
     var raw = this.textarea.value.trim() || "{}";
@@ -188,10 +218,19 @@
     var self = this;
     var row = el("div", { "class": "cb-clause" });
     var path = el("input", { type: "text", "class": "cb-path", list: this.listId,
-                             placeholder: "signal, e.g. session.duration_s",
-                             "aria-label": "Signal" });
+                             placeholder: "attribute, e.g. session.duration_s",
+                             "aria-label": "Attribute" });
     path.value = clause.path;
-    path.addEventListener("input", function () { clause.path = path.value.trim(); self.sync(); });
+    var hint = el("span", { "class": "cb-hint" });
+    function showHint() {
+      var entry = self.describe(clause.path);
+      hint.textContent = entry ? summary(entry) : "";
+      hint.title = entry ? entry.name : "";
+    }
+    showHint();
+    path.addEventListener("input", function () {
+      clause.path = path.value.trim(); showHint(); self.sync();
+    });
     var op = select(OPS, clause.op, "cb-op");
     op.setAttribute("aria-label", "Operator");
     var value = el("input", { type: "text", "class": "cb-value", "aria-label": "Value" });
@@ -220,17 +259,18 @@
     row.appendChild(op);
     row.appendChild(value);
     row.appendChild(remove);
+    row.appendChild(hint);
     return row;
   };
 
   function init() {
-    var data = document.getElementById("condition-signals");
-    var signals = data ? JSON.parse(data.textContent) : [];
+    var data = document.getElementById("condition-attributes");
+    var attributes = data ? JSON.parse(data.textContent) : [];
     document.querySelectorAll(".condition-builder").forEach(function (container) {
       var textarea = document.getElementById(container.getAttribute("data-field"));
       if (textarea && !container.getAttribute("data-ready")) {
         container.setAttribute("data-ready", "1");
-        new Builder(container, textarea, signals);
+        new Builder(container, textarea, attributes);
       }
     });
   }

@@ -39,6 +39,7 @@ flushed when it returns.
 """
 
 import logging
+import string
 import threading
 import time
 import uuid
@@ -55,7 +56,8 @@ from django.db.models import F
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .db import _dumps, insert_returning_new, insert_rows
+from .. import guard_rails
+from ..db import _dumps, insert_returning_new, insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +69,20 @@ FLUSH_BATCH = 1000
 FLUSH_AT = 500
 MIN_TTL = 8 * 24 * 3600  # week caps need a week and a day of history
 BUDGET_TTL = 2 * 24 * 3600
-NONE = -1  # "no cap" / "no limit" in the script's arguments
+NONE = guard_rails.NO_LIMIT  # "no cap" / "no limit" in the script's arguments
 
+# The guard rails are specified in ``guard_rails`` (``step``: the cooldown, then the caps, then
+# the session's budget). This script is that rule over Redis: its reasons and sentinels are
+# formatted in from the specification, and time comes from the caller, never from Redis's
+# clock (``TIME``): ``now`` (stored as the last application) and each winner's cooldown
+# cut-off (``GuardRails.cooldown_cutoff``), so tests drive it with any clock.
 # KEYS: counters hash, budget hash, log list.
 # ARGV: now, session key, day key, week key, budget limit, ttl, budget ttl, session id,
-#   entry, then per winner: rule id, slot, cooldown s, cap session, cap day, cap week,
-#   sticky entry.
+#   entry, then per winner: rule id, slot, cooldown cut-off (epoch seconds, or NO_CUTOFF),
+#   cap session, cap day, cap week, sticky entry.
 # Checks every winner first; applies all and appends the entry only if none is blocked.
 # Returns {0, pending} when applied, else {1, slot, reason, slot, reason, ...}.
-_APPLY = """
-local now = tonumber(ARGV[1])
+_APPLY_TEMPLATE = """
 local sk, dk, wk = ARGV[2], ARGV[3], ARGV[4]
 local limit = tonumber(ARGV[5])
 local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
@@ -84,23 +90,24 @@ local blocked = {}
 local i = 10
 while i <= #ARGV do
   local rid, slot = ARGV[i], ARGV[i + 1]
-  local cooldown = tonumber(ARGV[i + 2])
+  local cutoff = ARGV[i + 2]
   local caps = {tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])}
   local c = redis.call('HMGET', KEYS[1], rid .. ':s', rid .. ':sc', rid .. ':d', rid .. ':dc',
                        rid .. ':w', rid .. ':wc', rid .. ':t')
   local reason = nil
-  if limit >= 0 and n >= limit then
-    reason = 'session_budget'
-  elseif c[7] and cooldown > 0 and tonumber(c[7]) > now - cooldown then
-    reason = 'cooldown'
+  if c[7] and cutoff ~= '$NO_CUTOFF' and tonumber(c[7]) > tonumber(cutoff) then
+    reason = '$COOLDOWN'
   elseif c[7] then
     local keys = {sk, dk, wk}
     for w = 1, 3 do
       local cap = caps[w]
-      if cap >= 0 and c[w * 2 - 1] == keys[w] and tonumber(c[w * 2]) >= cap then
-        reason = 'frequency_cap'
+      if cap ~= $NO_LIMIT and c[w * 2 - 1] == keys[w] and tonumber(c[w * 2]) >= cap then
+        reason = '$FREQUENCY_CAP'
       end
     end
+  end
+  if not reason and limit ~= $NO_LIMIT and n >= limit then
+    reason = '$SESSION_BUDGET'
   end
   if reason then
     table.insert(blocked, slot)
@@ -151,6 +158,13 @@ if #ARGV >= 10 then
 end
 return {0, redis.call('RPUSH', KEYS[3], ARGV[9])}
 """
+_APPLY = string.Template(_APPLY_TEMPLATE).substitute(
+    NO_LIMIT=guard_rails.NO_LIMIT,
+    NO_CUTOFF=guard_rails.NO_CUTOFF,
+    SESSION_BUDGET=guard_rails.SESSION_BUDGET,
+    COOLDOWN=guard_rails.COOLDOWN,
+    FREQUENCY_CAP=guard_rails.FREQUENCY_CAP,
+)
 
 # Copies of what the database holds, read in the decision's one pipelined round trip.
 # Each carries a version that only grows with the database's commits, and every write is
@@ -339,7 +353,7 @@ def _consent_key(property_id: int, keyed: str, epoch: int) -> str:
 
 
 def _epoch(property_id: int) -> int:
-    from .models import Property
+    from ..models import Property
 
     return Property.objects.filter(pk=property_id).values_list("hot_epoch", flat=True).first() or 0
 
@@ -348,7 +362,7 @@ def _epoch_bump(property_id: int) -> None:
     """Orphan every consent copy of the property: decisions read the database until the
     copies are filled in again under the new epoch (every process within a second: the
     property comes with the API key, re-read from the database at least that often)."""
-    from .models import Property
+    from ..models import Property
 
     Property.objects.filter(pk=property_id).update(hot_epoch=F("hot_epoch") + 1)
 
@@ -615,16 +629,17 @@ def apply_and_log(
         session_id,
         day_key,
         week_key,
-        NONE if limit is None else limit,
+        NONE if limit is None else limit,  # (limit: guard_rails.session_limit)
         ttl,
         BUDGET_TTL,
         session_id,
         _dumps(entry),
     ]
     for w in winners:
-        caps = (w.cap_session, w.cap_day, w.cap_week)
-        args += [w.rule_id, w.slot, w.cooldown_s]
-        args += [NONE if c is None else c for c in caps]
+        rails = guard_rails.GuardRails.of(w)
+        cutoff = rails.cooldown_cutoff(now)
+        args += [w.rule_id, w.slot, guard_rails.NO_CUTOFF if cutoff is None else cutoff.timestamp()]
+        args += [NONE if c is None else c for c in rails.caps()]
         args.append(_dumps(w.sticky))
     keys = [
         _counters_key(property_id, visitor_id),
@@ -724,7 +739,7 @@ def log_entry(decision: dict[str, Any], answers: list[dict[str, Any]]) -> dict[s
 
 
 def _store(entries: Iterable[dict[str, Any]]) -> None:
-    from .models import Adjustment, Decision
+    from ..models import Adjustment, Decision
 
     decisions, answers = [], []
     for entry in entries:
@@ -776,7 +791,7 @@ def visitor_erase(property_id: int, visitor_id: str) -> int:
 
 def decisions_export(property_id: int, visitor_id: str) -> Iterator[dict[str, Any]]:
     """A visitor's decision-log rows for an access export, pending ones flushed first."""
-    from .models import Decision
+    from ..models import Decision
 
     decision_log_flush(required=True)
     names = [f.attname for f in Decision._meta.concrete_fields]
