@@ -281,6 +281,19 @@ class Case:
         }
         return json.dumps(payload, separators=(",", ":")).encode()
 
+    def body_one(self) -> bytes:
+        """The same request for the first slot only (against a single-flag OFREP call)."""
+        payload = json.loads(self.body())
+        payload["slots"] = [SLOTS[0]]
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    def ofrep_body(self) -> bytes:
+        """The same visitor through OFREP: the context's attributes are the OFREP context's
+        other fields (they become ``context.attributes`` for conditions)."""
+        context = {"targetingKey": self.visitor_id, "session_id": self.session_id}
+        context.update(self.context.get("attributes") or {})
+        return json.dumps({"context": context}, separators=(",", ":")).encode()
+
 
 def make_context(r: random.Random) -> dict[str, Any]:
     from personalization.simulation import USER_AGENTS
@@ -867,10 +880,20 @@ def flush_worker(
     return spawned("Celery worker", cmd, env, logfile, ready, stop_timeout=30)
 
 
-def write_bodies(path: Path, cases: list[Case], n: int, offset: int = 0) -> None:
+def write_bodies(
+    path: Path, cases: list[Case], n: int, offset: int = 0, body: str = "body"
+) -> None:
     with open(path, "wb") as fh:
         for i in range(n):
-            fh.write(cases[(offset + i) % len(cases)].body() + b"\n")
+            fh.write(getattr(cases[(offset + i) % len(cases)], body)() + b"\n")
+
+
+# --ofrep: OFREP beside decide in the same rounds (label, path, body kind).
+OFREP_RUNS = (
+    ("ofrep_bulk", "/ofrep/v1/evaluate/flags", "ofrep_body"),
+    ("decide_one", "/api/v1/decide", "body_one"),
+    ("ofrep_one", f"/ofrep/v1/evaluate/flags/{SLOTS[0]}", "ofrep_body"),
+)
 
 
 def run_http(
@@ -883,6 +906,12 @@ def run_http(
         n = args.http_bodies
         write_bodies(workdir / "warm.jsonl", cases, args.http_warmup)
         write_bodies(workdir / "bodies.jsonl", cases, n, offset=args.http_warmup)
+        endpoints = [("decide", "/api/v1/decide", "bodies.jsonl")]
+        endpoints.append(("trivial", "/bench/trivial", "bodies.jsonl"))
+        if args.ofrep:
+            for label, path, body in OFREP_RUNS:
+                write_bodies(workdir / f"{label}.jsonl", cases, n, args.http_warmup, body)
+                endpoints.append((label, path, f"{label}.jsonl"))
         port = args.port or free_port()
         logfile = workdir / "gunicorn.log"
         worker_log = workdir / "celery.log"
@@ -898,10 +927,10 @@ def run_http(
                 loadgen(args, port, key, workdir / "warm.jsonl", path, 60, args.concurrency)
             # Alternate the two endpoints (decide, trivial, decide, trivial): drift shows.
             for rnd in range(args.http_rounds):
-                for label, path in (("decide", "/api/v1/decide"), ("trivial", "/bench/trivial")):
+                for label, path, bodies in endpoints:
                     log(f"HTTP closed loop {label} (round {rnd + 1}): {args.http_seconds:g}s, "
                         f"concurrency {args.concurrency}")  # fmt: skip
-                    r = loadgen(args, port, key, workdir / "bodies.jsonl", path,
+                    r = loadgen(args, port, key, workdir / bodies, path,
                                 args.http_seconds, args.concurrency,
                                 server_pgid=pgid, worker_pgid=worker_pgid)  # fmt: skip
                     log(f"  {r['requests_per_s']:,.0f} req/s, server CPU "
@@ -1203,6 +1232,14 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
                 f"one core's worth = {1000 / q['http_server_cpu_ms_decide']:,.0f} decisions/s; "
                 f"rate ratio by CPU {q['http_cpu_decide_over_trivial_rate']:.3f}"
             )
+        if "http_cpu_ofrep_bulk_over_decide" in q:
+            lines.append(
+                f"OFREP server CPU/request  bulk {q['http_server_cpu_ms_ofrep_bulk']} ms "
+                f"({q['http_cpu_ofrep_bulk_over_decide']:.3f} x decide, budget 1.1); single flag "
+                f"{q['http_server_cpu_ms_ofrep_one']} ms against a one-slot decide "
+                f"{q['http_server_cpu_ms_decide_one']} ms "
+                f"({q['http_cpu_ofrep_one_over_decide_one']:.3f} x, budget 1.0)"
+            )
         fa = h.get("flush_after")
         if fa:
             lines.append(
@@ -1308,6 +1345,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db-path", action="store_true",
                    help="the engine's hot state in the database (DECIDE_REDIS_URL='')")  # fmt: skip
     p.add_argument("--skip-http", action="store_true")
+    p.add_argument(
+        "--ofrep",
+        action="store_true",
+        help="OFREP bulk, a one-slot decide and an OFREP single flag in the rounds",
+    )
     p.add_argument("--flush", choices=["worker", "inline"], default="worker",
                    help="HTTP: the decision log flushed by a Celery worker on the server's "
                    "core (production), or inside the request that fills a batch "
@@ -1474,7 +1516,7 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
         # The servers' own CPU per request (all rounds): on a shared machine the rates
         # depend on what else runs on the server's core; this does not.
         cpu = {}
-        for label in ("decide", "trivial"):
+        for label in ("decide", "trivial", *(run[0] for run in OFREP_RUNS)):
             runs = http.get(label) or []
             spent = sum(x.get("server_cpu_s", 0.0) for x in runs)
             count = sum(x["requests"] for x in runs if "server_cpu_s" in x)
@@ -1492,6 +1534,14 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
             ratios["http_server_cpu_ms_decide"] = round(cpu["decide"], 3)
             ratios["http_server_cpu_ms_trivial"] = round(cpu["trivial"], 3)
             ratios["http_cpu_decide_over_trivial_rate"] = round(cpu["trivial"] / cpu["decide"], 4)
+        if cpu.get("ofrep_bulk") and cpu.get("ofrep_one") and cpu.get("decide_one"):
+            # Issue budgets: bulk <= 1.1 x decide (same slots), single <= 1.0 x one-slot decide.
+            ratios["http_cpu_ofrep_bulk_over_decide"] = round(cpu["ofrep_bulk"] / cpu["decide"], 4)
+            ratios["http_cpu_ofrep_one_over_decide_one"] = round(
+                cpu["ofrep_one"] / cpu["decide_one"], 4
+            )
+            for label in ("ofrep_bulk", "decide_one", "ofrep_one"):
+                ratios[f"http_server_cpu_ms_{label}"] = round(cpu[label], 3)
     engine_slow = ratios["a_over_b_p50"] >= 1
     http_slow = bool(http) and ratios["http_decide_over_trivial"] < TARGET_HTTP_RATIO
 
