@@ -14,16 +14,15 @@ and sticky slots exist when the engine is measured.
 
 In-process, interleaved per decision, on the same visitors:
 
-(a) the engine's pure work: ``decide(..., dry_run=True)`` with, inside this process only, the
-    loaders replaced by pre-loaded values: ``ruleset_for`` (a cache read) returns the compiled
-    rule set, ``consent_effective`` (cache + one query) the visitor's ``EffectiveConsent``,
-    ``visitor_signals_get`` (one query + ``signals_for``) the visitor's signals dict, and
-    ``_state_load`` (counters and session budget: one Redis round trip, or two queries on the
-    database path) the values loaded beforehand. What
+(a) the engine's pure work: ``decide(..., dry_run=True)`` through the pipeline's public seams,
+    ``ruleset=`` (the compiled rule set, instead of ``ruleset_for``'s cache read) and
+    ``state=`` (a ``decisions.state.VisitorState`` whose loaders return pre-loaded values:
+    the visitor's ``EffectiveConsent``, signals dict, counters and session budget, instead
+    of one Redis round trip or queries on the database path). What
     remains: attributes, candidates, the compiled conditions, live windows, caps and cooldowns
     against the loaded counters, stickiness and the session budget, resolution, the answer —
     and, because it is a dry run, the explanation trace. (a') is the same without the trace:
-    ``dry_run=False`` with ``transaction.atomic`` and ``_apply_and_log`` (the writes) stubbed.
+    ``dry_run=False`` with the state's ``apply_and_log`` (the writes and the log) stubbed.
 (b) GrowthBook's SDK (``growthbook.core.evalCondition``) evaluating the same 50 conditions (the
     rules' stored JSON) on the same nested attribute dict the engine builds; (a0) is the
     engine's 50 compiled conditions alone on that dict.
@@ -268,9 +267,9 @@ class Case:
     context: dict[str, Any]
 
     def request(self) -> Any:
-        from personalization.engine import DecideRequest
-
-        return DecideRequest(self.visitor_id, self.session_id, list(SLOTS), self.context)
+        return decisions_api().DecideRequest(
+            self.visitor_id, self.session_id, list(SLOTS), self.context
+        )
 
     def body(self) -> bytes:
         payload = {
@@ -360,11 +359,21 @@ class Preloaded:
     attributes: dict[str, dict]
 
 
+def decisions_api() -> Any:
+    """The decision pipeline's public entry: ``personalization.decisions``, or on the code
+    before it (a "before" run from an exported older commit) ``personalization.engine``."""
+    try:
+        from personalization import decisions
+    except ImportError:
+        from personalization import engine as decisions  # type: ignore[no-redef]
+    return decisions
+
+
 def preload(prop: Any, cases: list[Case]) -> Preloaded:
     from django.utils import timezone
 
     from consent.selectors import consent_effective
-    from personalization import engine
+    from personalization.attributes import CATALOGUE
     from personalization.ruleset import ruleset_for
     from personalization.selectors import visitor_signals_get
 
@@ -377,31 +386,82 @@ def preload(prop: Any, cases: list[Case]) -> Preloaded:
         signals = visitor_signals_get(prop, c.visitor_id, c.session_id, now)
         loaded.signals[(c.visitor_id, c.session_id)] = signals
         # Counters and budget as the engine loads them (Redis hot state, or the database).
-        rows, budget, _ = engine._state_load(prop, c.request(), all_rules)
+        rows, budget = _state_now(prop, c.request(), all_rules)
         loaded.counters[c.visitor_id] = rows
         loaded.budgets[(c.visitor_id, c.session_id)] = budget
-        loaded.attributes[c.visitor_id] = engine._attributes(
+        loaded.attributes[c.visitor_id] = CATALOGUE.assemble(
             c.request(), signals, ruleset, prop, now
         )
     return loaded
 
 
-@contextmanager
-def engine_without_io(ruleset: Any, loaded: Preloaded, stub_writes: bool) -> Iterator[None]:
-    """Inside this process only: the engine's loaders return pre-loaded values (and, with
-    ``stub_writes``, the transaction and the writes do nothing). Restored on exit."""
-    from personalization import engine
+def _state_now(prop: Any, request: Any, rules: list) -> tuple[dict, Any]:
+    """The visitor's counters and session budget as a decision reads them now."""
+    from personalization import hotstate
 
+    if hotstate.client() is not None:
+        return hotstate.state_get(prop.pk, request.visitor_id, request.session_id)
+    from personalization.models import RuleCounter, SessionBudget
+
+    rows = RuleCounter.objects.filter(
+        property=prop, visitor_id=request.visitor_id, rule_id__in=[r.id for r in rules]
+    )
+    budget = SessionBudget.objects.filter(
+        property=prop, visitor_id=request.visitor_id, session_id=request.session_id
+    ).first()
+    return {c.rule_id: c for c in rows}, budget
+
+
+@contextmanager
+def engine_without_io(ruleset: Any, loaded: Preloaded, stub_writes: bool) -> Iterator[Any]:
+    """``decide`` with the visitor's state pre-loaded (and, with ``stub_writes``, nothing
+    applied or logged), through the pipeline's public seams: ``decide(..., state=,
+    ruleset=)``. On the code before those seams (a "before" run), the same by patching the
+    old engine's loaders inside this process, restored on exit."""
+    decisions = decisions_api()
+    if not hasattr(decisions, "engine"):
+        with _old_engine_without_io(decisions, ruleset, loaded, stub_writes):
+            yield decisions.decide
+        return
+    from personalization.decisions.state import VisitorState
+
+    class Preloaded_(VisitorState):
+        def visitor(self, d: Any) -> tuple[Any, dict | None]:
+            consent = loaded.consent[d.request.visitor_id]
+            if consent.suppressed:
+                return consent, None
+            return consent, loaded.signals[(d.request.visitor_id, d.request.session_id)]
+
+        def counters(self, d: Any, rules: Any) -> tuple[dict, Any]:
+            budget = loaded.budgets.get((d.request.visitor_id, d.request.session_id))
+            return loaded.counters.get(d.request.visitor_id, {}), budget
+
+        if stub_writes:
+
+            def apply_and_log(self, d: Any) -> None:
+                return None
+
+    state = Preloaded_()
+
+    def decide(prop: Any, request: Any, **kwargs: Any) -> Any:
+        return decisions.decide(prop, request, state=state, ruleset=ruleset, **kwargs)
+
+    yield decide
+
+
+@contextmanager
+def _old_engine_without_io(
+    engine: Any, ruleset: Any, loaded: Preloaded, stub_writes: bool
+) -> Iterator[None]:
     saved = {
         name: getattr(engine, name)
         for name in ("ruleset_for", "consent_selectors", "visitor_signals_get", "_state_load",
                      "transaction", "_apply_and_log", "_hot_load")
-        if hasattr(engine, name)  # (so the script also measures older code)
+        if hasattr(engine, name)
     }  # fmt: skip
-    engine.ruleset_for = lambda property_id: ruleset  # type: ignore[assignment]
-    # No Redis snapshot: the loaders below (pre-loaded values) are the ones called.
-    engine._hot_load = lambda prop, request, now: None  # type: ignore[assignment]
-    engine.consent_selectors = SimpleNamespace(  # type: ignore[assignment]
+    engine.ruleset_for = lambda property_id: ruleset
+    engine._hot_load = lambda prop, request, now: None
+    engine.consent_selectors = SimpleNamespace(
         consent_effective=lambda property_id, visitor_id: loaded.consent[visitor_id]
     )
 
@@ -411,14 +471,13 @@ def engine_without_io(ruleset: Any, loaded: Preloaded, stub_writes: bool) -> Ite
     engine.visitor_signals_get = signals_get
 
     def state_load(prop: Any, request: Any, rules: Any) -> tuple[dict, Any, bool]:
-        # "False": not from Redis, so the stubbed writes below are the ones called.
         budget = loaded.budgets.get((request.visitor_id, request.session_id))
         return loaded.counters.get(request.visitor_id, {}), budget, False
 
     engine._state_load = state_load
     if stub_writes:
-        engine.transaction = SimpleNamespace(atomic=contextlib.nullcontext)  # type: ignore
-        engine._apply_and_log = lambda *a, **kw: None  # type: ignore[assignment]
+        engine.transaction = SimpleNamespace(atomic=contextlib.nullcontext)
+        engine._apply_and_log = lambda *a, **kw: None
     try:
         yield
     finally:
@@ -431,7 +490,6 @@ def run_pure(prop: Any, cases: list[Case], loaded: Preloaded, iterations: int, w
     from growthbook.core import evalCondition
 
     from personalization.conditions import compile_condition
-    from personalization.engine import decide
     from personalization.ruleset import ruleset_for
 
     ruleset = ruleset_for(prop.pk)
@@ -464,21 +522,21 @@ def run_pure(prop: Any, cases: list[Case], loaded: Preloaded, iterations: int, w
     t_b: list[float] = []
     personalized = suppressed = 0
     perf = time.perf_counter
-    with engine_without_io(ruleset, loaded, stub_writes=False):
+    with engine_without_io(ruleset, loaded, stub_writes=False) as decide:
         for i in range(warmup):
             decide(prop, requests[i % n], dry_run=True)
-    with engine_without_io(ruleset, loaded, stub_writes=True):
+    with engine_without_io(ruleset, loaded, stub_writes=True) as decide:
         for i in range(warmup):
             decide(prop, requests[i % n])
     for i in range(iterations):
         req, a = requests[i % n], attrs[i % n]
-        with engine_without_io(ruleset, loaded, stub_writes=False):
+        with engine_without_io(ruleset, loaded, stub_writes=False) as decide:
             t0 = perf()
             result = decide(prop, req, dry_run=True)
             t_a.append(perf() - t0)
         personalized += result.personalized
         suppressed += len(result.suppressed)
-        with engine_without_io(ruleset, loaded, stub_writes=True):
+        with engine_without_io(ruleset, loaded, stub_writes=True) as decide:
             t0 = perf()
             decide(prop, req)
             t_a2.append(perf() - t0)
@@ -668,7 +726,7 @@ class _Timers:
 
 def _breakdown(prop: Any, cases: list[Case]) -> tuple[list[str], float, float]:
     """Per-statement wall time over these decisions: (table, ms/decision, statements/decision)."""
-    from personalization.engine import decide
+    decide = decisions_api().decide
 
     timers = _Timers()
     t0 = time.perf_counter()
@@ -684,7 +742,7 @@ def _breakdown(prop: Any, cases: list[Case]) -> tuple[list[str], float, float]:
 def run_full(prop: Any, cases: list[Case], count: int, warmup: int) -> dict[str, Any]:
     """(c): the whole decide() with its I/O, and per-statement breakdowns (first decision of a
     session, later decisions)."""
-    from personalization.engine import decide
+    decide = decisions_api().decide
 
     # Warm up on visitors already decided for (even indices), so the odd half keeps sessions
     # that have never been decided for: their first decision takes the write path (budget
@@ -1070,7 +1128,6 @@ def run_profiles(
 ) -> str:  # fmt: skip
     from django.test import Client
 
-    from personalization.engine import decide
     from personalization.ruleset import ruleset_for
 
     parts: list[str] = []
@@ -1079,12 +1136,12 @@ def run_profiles(
     if engine_slow or args.profile:
 
         def pure() -> None:
-            with engine_without_io(ruleset, loaded, stub_writes=False):
+            with engine_without_io(ruleset, loaded, stub_writes=False) as decide:
                 for i in range(args.profile_decisions * 3):
                     decide(prop, requests[i % len(requests)], dry_run=True)
 
         def pure_no_trace() -> None:
-            with engine_without_io(ruleset, loaded, stub_writes=True):
+            with engine_without_io(ruleset, loaded, stub_writes=True) as decide:
                 for i in range(args.profile_decisions * 3):
                     decide(prop, requests[i % len(requests)])
 
@@ -1453,7 +1510,7 @@ def measure(args: argparse.Namespace, env: dict[str, str], db_url: str, started:
     cases, visitors = build_visitors(prop, args.visitors, args.days, args.seed)
     analyze()
     # Half the visitors get one real decision first: counters, budgets and sticky slots exist.
-    from personalization.engine import decide
+    decide = decisions_api().decide
 
     for c in cases[::2]:
         decide(prop, c.request())

@@ -251,7 +251,7 @@ def measure(args: argparse.Namespace) -> int:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from personalization.engine import DecideRequest, decide
+    from personalization.decisions import DecideRequest, decide
     from personalization.learning import features, scoring
     from personalization.learning.propensity import artifact_load
     from personalization.models import ModelVersion

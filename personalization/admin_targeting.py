@@ -19,7 +19,7 @@ from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_f
 
 from . import event_schemas, signals
 from .attributes import CATALOGUE, condition_problems
-from .engine import DecideRequest, decide
+from .decisions import DecideRequest, decide
 from .exceptions import ApplicationError
 from .learning.scoring import model_key_problems
 from .models import (

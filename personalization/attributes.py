@@ -47,7 +47,7 @@ from .conditions import (
 )
 
 if TYPE_CHECKING:
-    from .engine import DecideRequest
+    from .decisions import DecideRequest
     from .models import Property
     from .ruleset import RuleSet
 

@@ -4,7 +4,7 @@ day / week, the session's budget of adjustments, and what session stickiness exe
 This module is the specification and the reference implementation, pure Python with no
 I/O. Three places enforce it and all take their rules from here:
 
-- the engine's filter (``engine._Counters.block_reason`` calls ``verdict``);
+- the engine's filter (``decisions.context.Counters.block_reason`` calls ``verdict``);
 - Redis: the Lua script of ``hotstate`` (its reason codes, "no limit" sentinel and the
   cooldown's cut-off come from here);
 - the database: ``db.rule_counter_apply`` (its "no cap" sentinel, the cut-off, and the

@@ -22,7 +22,7 @@ from consent import services as consent_services
 from consent.hashing import visitor_key
 from consent.models import ConsentRecord
 
-from .engine import DecideRequest, decide
+from .decisions import DecideRequest, decide
 from .exceptions import ApplicationError
 from .hotstate import decision_log_flush
 from .models import Property, Rule, Segment, Slot, Variant

@@ -24,7 +24,7 @@ from consent.services.requests import (
     request_start,
     request_verify_identity,
 )
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.models import Segment, SegmentMember, Slot, Survey
 from personalization.services.ingest import events_ingest
 from personalization.services.surveys import survey_create, survey_response_submit

@@ -13,11 +13,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from personalization import engine, live
+from personalization import live
 from personalization.admin_targeting import SegmentForm
 from personalization.attributes import CATALOGUE, attribute_problems, condition_problems
 from personalization.conditions import condition_clauses, condition_paths, namespace_keys
-from personalization.engine import DecideRequest
+from personalization.decisions import DecideRequest
 from personalization.learning import scoring
 from personalization.learning.scoring import CompiledModel
 from personalization.models import Rule, Segment, Slot, Variant
@@ -466,7 +466,7 @@ def test_engine_attributes__known_visitor__equal_the_assembly_before_the_catalog
     )
     signals = visitor_signals_get(store.prop, "v-1", "s-1", now)
     # When the engine assembles the attributes, and the assembly before the catalogue does
-    got = engine._attributes(request, signals, ruleset, store.prop, now)
+    got = CATALOGUE.assemble(request, signals, ruleset, store.prop, now)
     expected = _attributes_before(request, signals, ruleset, store.prop, now)
     # Then they are equal, key order included, and the model saw the same attributes
     assert got == expected

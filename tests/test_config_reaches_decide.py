@@ -207,7 +207,7 @@ def test_rule_deleted__process_still_holds_it_compiled__decision_logged_other_sl
 ):
     from django.db import connection
 
-    from personalization.engine import DecideRequest, decide
+    from personalization.decisions import DecideRequest, decide
     from tests.conftest import hot_state_use
 
     hot_state_use(settings, hot_state)

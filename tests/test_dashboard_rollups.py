@@ -404,7 +404,7 @@ def test_rollup_hourly__new_decision_and_late_event__two_spans_like_a_full_run(k
 def test_rollup_hourly__decision_through_the_engine__row_for_its_device_and_group(shop, consent):
     # Given a consented visitor on a phone (their page view stored), decided by the engine
     from personalization import hotstate
-    from personalization.engine import DecideRequest, decide
+    from personalization.decisions import DecideRequest, decide
     from personalization.services.ingest import events_ingest
     from tests.conftest import make_event
     from tests.targeting import rule, slot

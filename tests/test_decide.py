@@ -10,8 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from consent.selectors import consent_history
-from personalization import engine
-from personalization.engine import DecideRequest, decide, in_holdout
+from personalization.decisions import DecideRequest, decide, engine, in_holdout, stages
 from personalization.hotstate import decision_log_flush
 from personalization.models import Adjustment, Decision, Rule, RuleVersion
 from personalization.services.ingest import events_ingest
@@ -414,7 +413,7 @@ def test_decide__engine_fails_inside__every_slot_default_and_the_failure_logged(
     def broken(*args, **kwargs):
         raise RuntimeError("a bug inside the engine")
 
-    monkeypatch.setattr(engine, "_matches", broken)
+    monkeypatch.setattr(stages, "rule_matches", broken)
     body = {
         "visitor_id": "v-1",
         "session_id": "s-1",

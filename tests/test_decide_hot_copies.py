@@ -14,7 +14,7 @@ from consent.hashing import visitor_key
 from consent.services import consent_record
 from consent.services.retention import retention_purge
 from personalization import hotstate
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.models import Visitor
 from personalization.services.ingest import events_ingest
 from tests.conftest import ALL_PURPOSES, make_event

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from personalization import hotstate
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.models import Adjustment, Decision, RuleCounter, SessionBudget
 from tests.conftest import needs
 from tests.targeting import rule, slot

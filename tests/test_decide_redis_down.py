@@ -21,7 +21,7 @@ import pytest
 from django.test import override_settings
 
 from personalization import hotstate
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.models import Adjustment, Decision
 from tests.conftest import needs
 from tests.targeting import rule, slot

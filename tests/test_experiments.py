@@ -12,7 +12,7 @@ from django.core import mail
 from django.utils import timezone
 
 from personalization import bucketing
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.hotstate import decision_log_flush
 from personalization.models import (
     Adjustment,

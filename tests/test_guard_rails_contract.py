@@ -1,6 +1,6 @@
 """The guard rails' contract: one table of scenarios (cooldowns, caps per session / day /
 week, the session's budget, sticky repeats), each run against both atomic implementations
-(Redis: ``hotstate.apply_and_log``'s Lua script; the database: ``engine.db_apply`` and its
+(Redis: ``hotstate.apply_and_log``'s Lua script; the database: ``decisions.state.db_apply`` and its
 conditional upserts) and compared, attempt by attempt and in the state left behind, with
 the specification's reference (``personalization.guard_rails.step``). The reference is
 itself held to the outcomes written in the table, so neither side can drift alone.
@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 
-from personalization import engine, guard_rails, hotstate
-from personalization.engine import DecideRequest, decide
+from personalization import guard_rails, hotstate
+from personalization.decisions import DecideRequest, decide
+from personalization.decisions import state as decision_state
 from personalization.guard_rails import (
     COOLDOWN,
     FREQUENCY_CAP,
@@ -224,7 +225,7 @@ def apply_redis(prop_id: int, sc: Scenario, a: Attempt, rule_id: int) -> str | N
 def apply_database(prop_id: int, sc: Scenario, a: Attempt, rule_id: int) -> str | None:
     k = keys_of(a)
     with transaction.atomic():
-        blocked = engine.db_apply(
+        blocked = decision_state.db_apply(
             property_id=prop_id,
             visitor_id=VISITOR,
             session_id=a.session,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from consent.hashing import visitor_key
 from consent.services.retention import retention_purge
 from personalization.celery import app as celery_app
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.learning import clustering, feedback, propensity, scoring
 from personalization.learning.privacy import eligible
 from personalization.models import (
@@ -340,7 +340,9 @@ def test_decide__model_answer__takes_the_session_budget_and_sticks(
         {"slot": "headline", "candidate": "rule:everyone", "reason": "session_budget"}
     ]
     # When the model would now answer otherwise (its scores moved)
-    monkeypatch.setattr("personalization.engine._model_answer", lambda slot, attributes: None)
+    monkeypatch.setattr(
+        "personalization.decisions.stages.model_answer", lambda slot, attributes: None
+    )
     again = decide(shop.prop, DecideRequest("phone", "s-phone", ["cta"]))
     # Then the session keeps what it showed, from the model, without another adjustment
     assert again.answers["cta"].variant == "b"

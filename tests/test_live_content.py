@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.hotstate import decision_log_flush
 from personalization.live import wilson_interval
 from personalization.models import Adjustment, Decision, Segment, Slot, Variant

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from consent.models import AuditEntry
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.models import Experiment, ExperimentGoal, Goal, History, Property, Slot
 from personalization.permissions import ANALYSTS, MARKETING
 from personalization.services.experiments import experiment_start

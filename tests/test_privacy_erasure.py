@@ -21,7 +21,7 @@ from consent.models import (
 from consent.selectors import consent_effective, training_excluded_keys
 from consent.services import erasure as erasure_services
 from consent.tasks import erasure_task
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.models import Decision, Event, Visitor
 from personalization.permissions import PRIVACY_OFFICERS
 from personalization.services.ingest import events_ingest

@@ -11,7 +11,7 @@ from consent.models import AuditEntry, GpcEvidence, RetentionRun
 from consent.selectors import retention_periods
 from consent.services.retention import retention_policy_set, retention_purge
 from consent.tasks import retention_purge_task
-from personalization.engine import DecideRequest, decide
+from personalization.decisions import DecideRequest, decide
 from personalization.hotstate import decision_log_flush
 from personalization.models import Decision, Event, QuarantinedEvent, Visitor
 from personalization.permissions import MARKETING, PRIVACY_OFFICERS

@@ -33,7 +33,7 @@ def test_registry__stores__find_a_visitors_rows(shop, consent, settings):
         prop=shop.prop,
         events=[make_event(), make_event(visitor_id="v-2"), make_event("click", properties={})],
     )
-    from personalization.engine import DecideRequest, decide
+    from personalization.decisions import DecideRequest, decide
     from tests.targeting import rule, slot
 
     slot(shop.prop, "headline", {"short": {"text": "x"}})

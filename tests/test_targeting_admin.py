@@ -133,7 +133,7 @@ def test_rule_preview__explains_each_step_without_logging(shop_with_slot, staff)
 
 
 def test_rule_preview__sticky_repeat__marked_sticky_not_suppressed(shop_with_slot, staff):
-    from personalization.engine import DecideRequest, decide
+    from personalization.decisions import DecideRequest, decide
 
     # Given a rule with a cooldown that v-1's current session was already shown
     r = rule(shop_with_slot.prop, "r", "headline", "short", cooldown_seconds=600)

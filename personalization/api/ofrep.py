@@ -20,7 +20,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..engine import DecideRequest
+from ..decisions import DecideRequest
 from .authentication import OfrepKeyAuthentication
 from .errors import ofrep_error_body
 from .ofrep_answers import etag_of, flag_evaluate, flags_evaluate

@@ -19,7 +19,7 @@ from django.db import DatabaseError
 
 from consent import services as consent_services
 
-from ..engine import DecideRequest, DecisionResult, SlotAnswer, decide
+from ..decisions import DecideRequest, DecisionResult, SlotAnswer, decide
 from ..models import Property, Slot, SourceKind
 from ..ruleset import ruleset_for
 

@@ -17,7 +17,7 @@ from consent.selectors import EffectiveConsent
 from consent.services.access import export_link_token, export_open_by_link
 from consent.services.requests import privacy_request_submit
 
-from ..engine import DecideRequest, decide
+from ..decisions import DecideRequest, decide
 from ..exceptions import ApplicationError, problem
 from ..models import ApiKey, Property
 from ..services.ingest import events_ingest
