@@ -24,6 +24,7 @@ class PersonalizationConfig(AppConfig):
             Adjustment,
             Decision,
             Event,
+            LiveFiring,
             QuarantinedEvent,
             RuleCounter,
             SegmentMember,
@@ -117,6 +118,15 @@ class PersonalizationConfig(AppConfig):
                 time_field="created_at",
                 retention="adjustment_log",
                 description="Each slot's logged answer.",
+            ),
+            registry.VisitorStore(
+                label="personalization.live_firings",
+                model=LiveFiring,
+                visitor_field="visitor_id",
+                time_field="created_at",
+                retention="adjustment_log",
+                description="Reports of live plan entries fired in a page, one per decision "
+                "and slot (the firings themselves are in the decision log).",
             ),
             registry.VisitorStore(
                 label="personalization.segment_members",

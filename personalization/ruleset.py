@@ -16,7 +16,10 @@ from django.utils.dateparse import parse_datetime
 from . import bucketing
 from .conditions import (
     CompiledCondition,
+    PartialCondition,
     compile_condition,
+    compile_partial,
+    condition_paths,
     namespace_keys,
     prepare_saved_groups,
     validate_condition,
@@ -31,6 +34,7 @@ from .models import (
     Rollout,
     RolloutStatus,
     Rule,
+    RuleFires,
     RuleStatus,
     Segment,
     SegmentMember,
@@ -78,6 +82,11 @@ class CompiledRule:
     metric_slots: tuple[str, ...]
     min_sample: int
     require_interval: bool
+    # A live rule (its condition reads page.*): the condition compiled for partial evaluation
+    # (what the server knows reduces it; the page.* part is left for the page). None else.
+    partial: PartialCondition | None = None
+    # When it may apply: at page load, in the page, or both (``RuleFires``).
+    fires: str = RuleFires.ANY
 
     def live_at(self, now: datetime) -> bool:
         return (self.starts_at is None or self.starts_at <= now) and (
@@ -278,6 +287,7 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
             logger.warning("rule %s skipped: %s", rule.key, "; ".join(problems))
             broken[rule.key] = problems
             continue
+        reads_page = any(p.split(".", 1)[0] == "page" for p in condition_paths(rule.condition))
         compiled = CompiledRule(
             id=rule.pk,
             key=rule.key,
@@ -296,6 +306,8 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
             metric_slots=tuple(sorted(namespace_keys(rule.condition, "slot"))),
             min_sample=rule.min_sample,
             require_interval=rule.require_interval,
+            partial=compile_partial(guard(rule.condition)) if reads_page else None,
+            fires=rule.fires,
         )
         rules_by_slot.setdefault(compiled.slot, []).append(compiled)
     for slot_rules in rules_by_slot.values():

@@ -6,10 +6,10 @@ import re
 
 import pytest
 from django.utils import timezone
+from personalization.engine import DecideRequest
 
 from personalization.admin_targeting import ConditionField, builder_attributes
 from personalization.attributes import CATALOGUE, attribute_problems, condition_problems
-from personalization.engine import DecideRequest
 from personalization.ruleset import ruleset_for
 from personalization.selectors import visitor_signals_get
 

@@ -13,6 +13,7 @@ hash, and keys kept out of the logs.
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from personalization.decisions import plans
 from personalization.models import ApiKey
 from personalization.permissions import ANALYSTS, MARKETING, PRIVACY_OFFICERS
 from personalization.services.keys import KEY_CACHE_SECONDS, api_key_revoke
@@ -143,6 +145,7 @@ ROUTES: dict[str, Rule] = {
     # The storefront API authenticates keys only: a staff session opens none of it…
     "api-events": Rule(NOBODY, method="POST"),
     "api-decide": Rule(NOBODY, method="POST"),
+    "api-adjustments": Rule(NOBODY, method="POST"),
     "api-consent-policy": Rule(NOBODY),
     "api-consent": Rule(NOBODY, method="POST"),
     "api-consent-detail": Rule(NOBODY),
@@ -316,6 +319,7 @@ def api_world(make_shop, settings, tmp_path) -> World:
 API_KEYS: dict[str, str] = {
     "api-events": "publishable",
     "api-decide": "publishable",
+    "api-adjustments": "publishable",
     "api-consent-policy": "publishable",
     "api-consent": "publishable",
     "api-consent-detail": "publishable",
@@ -341,6 +345,7 @@ def _api_requests(api_world: World) -> list[tuple[str, str, str, dict | None]]:
     bodies: dict[str, dict] = {
         "api-events": {"events": [make_event(visitor_id=vid)]},
         "api-decide": {"visitor_id": vid, "session_id": "s-1", "slots": ["headline"]},
+        "api-adjustments": _adjustment_report(api_world.own.shop.prop.pk, vid),
         "api-consent": {
             "visitor_id": vid,
             "policy_version": 1,
@@ -367,6 +372,16 @@ def _api_requests(api_world: World) -> list[tuple[str, str, str, dict | None]]:
         method = "POST" if route.name in bodies else "GET"
         found.append((route.name, method, url, bodies.get(route.name)))
     return found
+
+
+def _adjustment_report(property_id: int, vid: str) -> dict:
+    """A report whose token is genuine, for an entry no rule offers now (answered "rule
+    changed": a 200, not applied)."""
+    decision_id = str(uuid.uuid4())
+    claims = plans.Claims(property_id, decision_id, vid, "s-1", "headline", "rule", "gone", 1,
+                          "default", plans.expiry(timezone.now()))  # fmt: skip
+    return {"decision_id": decision_id, "slot": "headline", "variant": "default",
+            "token": claims.token()}  # fmt: skip
 
 
 def _call(api_world: World, key: str, method: str, url: str, body: dict | None) -> Any:

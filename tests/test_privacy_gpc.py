@@ -1,13 +1,17 @@
 """Global Privacy Control on every storefront endpoint: the opt-out, and evidence of each use."""
 
+import uuid
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, get_resolver
+from django.utils import timezone
 
 from consent.models import ConsentRecord, GpcEvidence
 from consent.selectors import consent_effective
 from personalization.api.views import StorefrontView
+from personalization.decisions import plans
 from personalization.services.ingest import events_ingest
 from tests.conftest import make_event
 from tests.targeting import rule, slot
@@ -70,8 +74,19 @@ def _ofrep_flags(shop, vid, **headers):
     return shop.client(**headers).post("/ofrep/v1/evaluate/flags", body, format="json")
 
 
+def _adjustment(shop, vid, **headers):
+    # A genuine token for an entry no rule offers now: answered (not applied), GPC recorded.
+    decision_id = str(uuid.uuid4())
+    claims = plans.Claims(shop.prop.pk, decision_id, vid, "s-1", "headline", "rule", "gone", 1,
+                          "short", plans.expiry(timezone.now()))  # fmt: skip
+    body = {"decision_id": decision_id, "slot": "headline", "variant": "short",
+            "token": claims.token()}  # fmt: skip
+    return shop.client(**headers).post("/api/v1/adjustments", body, format="json")
+
+
 # Every storefront route that names a visitor, with how to call it.
 GPC_CASES = {
+    "api-adjustments": (_adjustment, "POST /api/v1/adjustments"),
     "api-events": (_events, "POST /api/v1/events"),
     "api-consent": (_consent_post, "POST /api/v1/consent"),
     "api-consent-detail": (_consent_get, "GET /api/v1/consent/<str:visitor_id>"),

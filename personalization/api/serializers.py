@@ -166,12 +166,52 @@ class SuppressedSerializer(serializers.Serializer):
     )
 
 
+class PlanEntrySerializer(serializers.Serializer):
+    slot = serializers.CharField()
+    variant = serializers.CharField()
+    content = serializers.DictField()
+    when = serializers.DictField(
+        help_text="The rule's condition reduced by what the server knows: it reads only page.* "
+        "attributes ({} : fires as soon as the page has loaded)."
+    )
+    priority = serializers.IntegerField()
+    source = SourceSerializer()  # type: ignore[assignment]
+    max_fires = serializers.IntegerField()
+    token = serializers.CharField(help_text="Sent back with the report of a firing.")
+    expires_at = serializers.DateTimeField()
+
+
 class DecideOutputSerializer(serializers.Serializer):
     decision_id = serializers.UUIDField()
     personalized = serializers.BooleanField()
     slots = serializers.DictField(child=SlotAnswerSerializer())
     suppressed = SuppressedSerializer(many=True)
     unknown_slots = serializers.ListField(child=serializers.CharField())
+    live = PlanEntrySerializer(
+        many=True,
+        required=False,
+        help_text="Present when live rules may still fire in the page: the live plan.",
+    )
+
+
+class AdjustmentInputSerializer(serializers.Serializer):
+    decision_id = serializers.UUIDField()
+    slot = serializers.CharField(max_length=64)
+    variant = serializers.CharField(max_length=64)
+    token = serializers.CharField(max_length=2048)
+    signals = serializers.DictField(
+        required=False, help_text="The page.* signals the firing read, by name."
+    )
+    fired_at = serializers.DateTimeField(required=False)
+
+
+class AdjustmentOutputSerializer(serializers.Serializer):
+    applied = serializers.BooleanField()
+    reason = serializers.ChoiceField(
+        required=False,
+        choices=["cooldown", "frequency_cap", "session_budget", "consent", "rule_changed"],
+        help_text="Why the firing was refused (the page puts the slot back).",
+    )
 
 
 class PrivacyRequestInputSerializer(serializers.Serializer):

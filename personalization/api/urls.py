@@ -2,12 +2,14 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import views
+from .adjustments import AdjustmentsView
 from .experiments import ExperimentResultsView
 from .surveys import SurveyResponsesView, SurveyView
 
 urlpatterns = [
     path("events", views.EventsView.as_view(), name="api-events"),
     path("decide", views.DecideView.as_view(), name="api-decide"),
+    path("adjustments", AdjustmentsView.as_view(), name="api-adjustments"),
     path("consent-policy", views.ConsentPolicyView.as_view(), name="api-consent-policy"),
     path("consent", views.ConsentView.as_view(), name="api-consent"),
     path("consent/<str:visitor_id>", views.ConsentDetailView.as_view(), name="api-consent-detail"),

@@ -1,6 +1,7 @@
 """Checks of API request bodies: compiled JSON Schemas (fast on the hot paths, strict
 everywhere: no coercion, no unknown fields), refusals listing each problem by its path."""
 
+from datetime import datetime
 from typing import Any
 
 import fastjsonschema
@@ -175,3 +176,39 @@ def consent_body(body: Any) -> dict[str, Any]:
         "policy_version": int(checked["policy_version"]),
         "method": checked.get("method", "banner"),
     }
+
+
+ADJUSTMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["decision_id", "slot", "variant", "token"],
+    "additionalProperties": False,
+    "properties": {
+        "decision_id": {"type": "string", "pattern": UUID_PATTERN},
+        "slot": {"type": "string", "minLength": 1, "maxLength": 64},
+        "variant": {"type": "string", "minLength": 1, "maxLength": 64},
+        "token": {"type": "string", "minLength": 1, "maxLength": 2048},
+        # The page signals the firing read: page.* names, scalar values.
+        "signals": {
+            "type": "object",
+            "maxProperties": 50,
+            "propertyNames": {"pattern": r"^page\.[A-Za-z0-9_.-]{1,120}$"},
+            "additionalProperties": {"type": ["number", "boolean", "string"], "maxLength": 200},
+        },
+        "fired_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+_adjustment = fastjsonschema.compile(ADJUSTMENT_SCHEMA)
+
+
+def adjustment_body(body: Any) -> dict[str, Any]:
+    """A report of a live plan entry fired in the page (``fired_at`` parsed)."""
+    checked = dict(_checked(_adjustment, body))
+    if "fired_at" in checked:
+        try:
+            checked["fired_at"] = datetime.fromisoformat(checked["fired_at"].upper())
+        except ValueError as exc:  # RFC 3339 allows what Python cannot hold (a leap second)
+            raise ApplicationError.from_problems(
+                "invalid_request", [problem("fired_at", "invalid", "is not a date-time")]
+            ) from exc
+    return checked

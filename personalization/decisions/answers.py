@@ -70,9 +70,11 @@ class DecisionResult:
     # Whether the visitor grants personalization (not suppressed): without it every answer is
     # the slot's default (OFREP tells such a default apart: reason DISABLED).
     consented: bool = True
+    # The live plan: entries the page may apply by itself when their ``when`` holds (``plans``).
+    live: list[dict[str, Any]] = field(default_factory=list)
 
     def as_response(self) -> dict[str, Any]:
-        return {
+        response = {
             "decision_id": str(self.decision_id),
             "personalized": self.personalized,
             "slots": {
@@ -82,6 +84,9 @@ class DecisionResult:
             "suppressed": self.suppressed,
             "unknown_slots": self.unknown_slots,
         }
+        if self.live:
+            response["live"] = self.live
+        return response
 
 
 @dataclass(frozen=True)

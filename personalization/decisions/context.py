@@ -70,6 +70,13 @@ class Decision:
     limit: int | None = None
     # The answers being applied (counted, budgeted, made sticky) when the decision is logged.
     winners: dict[str, "CompiledRule | ModelWin"] = field(default_factory=dict)
+    # Live rules whose condition still depends on the page, by slot, with what remains of it.
+    offers: dict[str, list[tuple[CompiledRule, dict]]] = field(default_factory=dict)
+    # "load" (decide), or "page" for a live plan entry fired in the page (``firings``): then
+    # the page-load decision it came from and the page signals the firing read.
+    trigger: str = "load"
+    parent_decision_id: str | None = None
+    page_signals: dict[str, Any] | None = None
 
     def suppress(self, slot_key: str, candidate: str, reason: str) -> None:
         self.result.suppressed.append({"slot": slot_key, "candidate": candidate, "reason": reason})

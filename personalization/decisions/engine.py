@@ -61,6 +61,7 @@ def decide(
             stages.load_counters(d)
             for slot_key in d.known:
                 stages.resolve_slot(d, slot_key)
+                stages.offer_live(d, slot_key)
             stages.explain_answers(d)
             stages.apply_and_log(d)
         d.result.personalized = any(not a.is_default for a in d.result.answers.values())

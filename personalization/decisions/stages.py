@@ -6,12 +6,15 @@ experiments and rollouts → stickiness → the session's budget, the rule or th
 explain → apply and log.
 """
 
+from datetime import UTC, datetime
+
 from consent import services as consent_services
 
 from .. import bucketing, guard_rails, live
 from ..attributes import CATALOGUE
-from ..models import Property, SourceKind
+from ..models import Property, RuleFires, SourceKind
 from ..ruleset import CompiledRule, CompiledSlot, RuleSet
+from . import plans
 from .answers import CONFLICT, CONSENT, HOLDOUT, ModelWin, SlotAnswer
 from .content import all_defaults, content, default_answer
 from .context import Counters, Decision
@@ -101,24 +104,41 @@ def resolve_slot(d: Decision, slot_key: str) -> None:
     serve_new(d, slot, chosen)
 
 
-def rule_matches(rule: CompiledRule, attributes: dict, ruleset: RuleSet) -> bool:
+def rule_matches(rule: CompiledRule, attributes: dict, ruleset: RuleSet) -> bool | dict:
     """The rule's condition holds (a rule reading slot metrics waits for its sample, and
-    with ``require_interval`` must hold at both ends of the CTR's interval)."""
+    with ``require_interval`` must hold at both ends of the CTR's interval). For a live rule:
+    True or False when what the server knows settles it, else what remains of it for the page
+    (a condition reading only ``page.*``)."""
     if rule.metric_slots:
         metrics = attributes.get("slot", {})
         if any(metrics.get(s, {}).get("exposures", 0) < rule.min_sample for s in rule.metric_slots):
             return False
-        if rule.require_interval:
+        if rule.partial is None and rule.require_interval:
             return all(
                 rule.condition(live.with_interval_bound(attributes, bound), ruleset.saved_groups)
                 for bound in ("ctr_low", "ctr_high")
             )
+    if rule.partial is not None:
+        return rule.partial(attributes, ruleset.saved_groups)
     return rule.condition(attributes, ruleset.saved_groups)
 
 
 def candidates(d: Decision, slot_key: str, live_rules: list[CompiledRule]) -> list[CompiledRule]:
-    """The slot's rules in schedule whose condition holds, by priority."""
-    found = [r for r in live_rules if rule_matches(r, d.attributes, d.ruleset)]
+    """The slot's rules in schedule whose condition holds, by priority. A rule whose
+    condition still depends on the page (or that fires in the page only) is kept aside as
+    an offer for the live plan (``offer_live``)."""
+    found: list[CompiledRule] = []
+    offers: list[tuple[CompiledRule, dict]] = []
+    for rule in live_rules:
+        holds = rule_matches(rule, d.attributes, d.ruleset)
+        if holds is False:
+            continue
+        if holds is True and rule.fires != RuleFires.PAGE:
+            found.append(rule)
+        elif rule.fires != RuleFires.LOAD:
+            offers.append((rule, {} if holds is True else holds))
+    if offers:
+        d.offers[slot_key] = offers
     if d.explain:
         holding = {r.id for r in found}
         for r in d.ruleset.rules_by_slot.get(slot_key, []):
@@ -278,6 +298,60 @@ def serve_new(d: Decision, slot: CompiledSlot, chosen: CompiledRule | None) -> N
     model.content = content(d, slot, model.variant)
     d.result.answers[slot.key] = model
     d.winners[slot.key] = ModelWin(model.key, model.version, model.variant)
+
+
+def offer_live(d: Decision, slot_key: str) -> None:
+    """The slot's live plan entries: each live rule whose page part remains and that
+    consent, the holdout, its cooldown and caps, the session's budget and the slot's
+    page-load answer still allow (an entry never outranks a page-load answer of higher or
+    equal priority, nor a sticky one it may not displace)."""
+    offers = d.offers.get(slot_key)
+    if not offers or d.blanket is not None:
+        return
+    assert d.counters is not None
+    answer = d.result.answers[slot_key]
+    slot = d.ruleset.slots[slot_key]
+    spent = guard_rails.budget_verdict(d.used, d.limit)
+    for rule, when in offers:
+        reason = spent or d.counters.block_reason(rule)
+        if reason is None and not answer.is_default and rule.priority <= answer.priority:
+            reason = "outranked"
+        if reason is None and answer.sticky and not rule.stickiness_override:
+            reason = "sticky"
+        if reason is not None:
+            if d.explain:
+                d.explain(f"{slot_key}: live rule {rule.key} not offered to the page ({reason})")
+            continue
+        d.result.live.append(plan_entry(d, slot, rule, when))
+        if d.explain:
+            d.explain(f"{slot_key}: live rule {rule.key} offered to the page: {rule.variant} "
+                      f"fires in the page when {when or 'the page loads'}")  # fmt: skip
+
+
+def plan_entry(d: Decision, slot: CompiledSlot, rule: CompiledRule, when: dict) -> dict:
+    claims = plans.Claims(
+        d.prop.pk,
+        str(d.result.decision_id),
+        d.request.visitor_id,
+        d.request.session_id,
+        slot.key,
+        SourceKind.RULE,
+        rule.key,
+        rule.version,
+        rule.variant,
+        plans.expiry(d.now),
+    )
+    return {
+        "slot": slot.key,
+        "variant": rule.variant,
+        "content": content(d, slot, rule.variant),
+        "when": when,
+        "priority": rule.priority,
+        "source": {"kind": SourceKind.RULE.value, "key": rule.key, "version": rule.version},
+        "max_fires": 1,
+        "token": claims.token(),
+        "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat(),
+    }
 
 
 # -- the end ---------------------------------------------------------------------------

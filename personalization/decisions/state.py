@@ -194,11 +194,15 @@ def open_state(prop: Property, request: DecideRequest) -> VisitorState:
 
 def lost_race(d: Decision, slot_key: str, reason: str) -> None:
     """A concurrent decision took the winner's last cap or budget unit: the slot falls back
-    to its default, and the winner is listed as suppressed."""
+    to its default (a firing in the page: the page keeps what it shows, nothing is logged
+    as served), and the winner is listed as suppressed."""
     rule = d.winners.pop(slot_key)
     kind = "model" if isinstance(rule, ModelWin) else "rule"
     d.suppress(slot_key, f"{kind}:{rule.key}", reason)
-    d.result.answers[slot_key] = default_answer(d, slot_key)
+    if d.trigger == "page":
+        del d.result.answers[slot_key]
+    else:
+        d.result.answers[slot_key] = default_answer(d, slot_key)
 
 
 def sticky_entry(rule: CompiledRule | ModelWin) -> dict[str, Any]:
@@ -314,13 +318,19 @@ def log_rows(d: Decision) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         personalized=any(not a.is_default for a in result.answers.values()),
         holdout=result.holdout,
         consent_record_id=d.consent.record_id,
-        signals={
-            "session": attributes["session"],
-            "visitor": attributes["visitor"],
-            "segments": attributes["segments"],
-        },
+        signals=(
+            {"page": d.page_signals}
+            if d.page_signals is not None
+            else {
+                "session": attributes["session"],
+                "visitor": attributes["visitor"],
+                "segments": attributes["segments"],
+            }
+        ),
         context=request.context,
         suppressed=result.suppressed,
+        trigger=d.trigger,
+        parent_decision_id=d.parent_decision_id,
     )
     answers = [
         dict(

@@ -746,6 +746,11 @@ def _store(entries: Iterable[dict[str, Any]]) -> None:
         d = dict(entry["decision"])
         d["decision_id"] = uuid.UUID(d["decision_id"])
         d["created_at"] = datetime.fromisoformat(d["created_at"])
+        # Every row of a batch has the same columns (entries queued before these two existed
+        # included): a page-load decision, or a live plan entry fired in the page.
+        d.setdefault("trigger", "load")
+        parent = d.get("parent_decision_id")
+        d["parent_decision_id"] = uuid.UUID(parent) if parent else None
         decisions.append(d)
         for a in entry["answers"]:
             answers.append({**a, "created_at": d["created_at"], "decision_id": d["decision_id"]})

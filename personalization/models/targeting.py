@@ -137,6 +137,14 @@ class RuleStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived"
 
 
+class RuleFires(models.TextChoices):
+    """When a rule may apply: at page load (decide), in the open page (a live plan), or both."""
+
+    ANY = "any", "At page load and in the page"
+    LOAD = "load", "At page load only"
+    PAGE = "page", "In the page only"
+
+
 class Rule(models.Model):
     """When the condition holds, serve ``variant`` in ``slot`` — within cooldown and caps."""
 
@@ -176,6 +184,13 @@ class Rule(models.Model):
     )
     guardrail_autopause = models.BooleanField(
         default=False, help_text="Pause the rule itself when its guardrail trips."
+    )
+    fires = models.CharField(
+        max_length=8,
+        choices=RuleFires.choices,
+        default=RuleFires.ANY,
+        help_text="A rule reading page.* signals fires in the open page; this restricts when "
+        "it may apply.",
     )
     version = models.PositiveIntegerField(default=1, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -233,6 +248,10 @@ class Decision(models.Model):
     signals = models.JSONField(default=dict)
     context = models.JSONField(default=dict)
     suppressed = models.JSONField(default=list)
+    # "load": decide at page load; "page": a live plan entry fired in the open page (its
+    # ``parent_decision_id`` the page-load decision that offered it, ``signals`` the page's).
+    trigger = models.CharField(max_length=8, default="load", db_default="load")
+    parent_decision_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -326,3 +345,27 @@ class SessionBudget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.visitor_id}/{self.session_id}: {self.adjustments}"
+
+
+class LiveFiring(models.Model):
+    """One report of a live plan entry firing in a page (``POST /api/v1/adjustments``): one
+    per decision and slot, so a report sent twice is answered once (idempotent), with the
+    outcome the first one got."""
+
+    property = models.ForeignKey(Property, on_delete=models.CASCADE, related_name="+")
+    visitor_id = models.CharField(max_length=128)
+    session_id = models.CharField(max_length=128)
+    decision_id = models.UUIDField()
+    slot_key = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    applied = models.BooleanField(default=False)
+    reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["decision_id", "slot_key"], name="live_firing_once")
+        ]
+        indexes = [models.Index(fields=["property", "visitor_id"], name="live_firing_visitor")]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id}/{self.slot_key}"
