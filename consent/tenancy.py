@@ -18,6 +18,20 @@ from .holdings import (  # the admins of every app import these from here too
 )
 
 
+class ReadOnlyMixin:
+    """Evidence and logs: nobody adds, edits or deletes them from the UI. The one read-only
+    mixin of every app's admins and inlines (put it before the admin base)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class PropertyScopedAdmin(admin.ModelAdmin):
     """Lists and edits only the rows of properties the user holds the right permission on.
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from personalization import engine, live
-from personalization.admin_targeting import SegmentForm
+from personalization.admin.targeting import SegmentForm
 from personalization.attributes import CATALOGUE, attribute_problems, condition_problems
 from personalization.conditions import condition_clauses, condition_paths, namespace_keys
 from personalization.engine import DecideRequest

@@ -189,7 +189,7 @@ def test_segments_page__nothing_learned__readable_empty_states(shop, staff):
 def test_experiment_form__unknown_model_key_in_condition__refused_with_message(shop):
     from django.forms.models import model_to_dict
 
-    from personalization.admin_experiments import ExperimentForm
+    from personalization.admin.experiments import ExperimentForm
     from personalization.models import Experiment
 
     # Given a property with the model "cta-click" only, and an experiment on its CTA

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from personalization.admin_targeting import segment_size
+from personalization.admin.targeting import segment_size
 from personalization.models import Rule, RuleVersion, Segment, SegmentMember
 from personalization.permissions import ANALYSTS, MARKETING
 from personalization.services.ingest import events_ingest

@@ -12,9 +12,9 @@ from django.utils.html import format_html_join
 
 from consent.tenancy import PropertyScopedAdmin
 
-from .admin_targeting import ScopedInline
-from .models import Survey, SurveyQuestion, SurveyResponse, Variant
-from .models.surveys import question_choices_problem
+from ..models import Survey, SurveyQuestion, SurveyResponse, Variant
+from ..models.surveys import question_choices_problem
+from .mixins import ScopedInline
 
 
 class ChoicesField(forms.CharField):

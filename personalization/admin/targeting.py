@@ -8,6 +8,7 @@ from typing import Any
 import fastjsonschema
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -17,12 +18,13 @@ from django.utils import timezone
 
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
-from . import event_schemas, signals
-from .attributes import CATALOGUE, condition_problems
-from .engine import DecideRequest, decide
-from .exceptions import ApplicationError
-from .learning.scoring import model_key_problems
-from .models import (
+from .. import event_schemas, signals
+from ..attributes import CATALOGUE, condition_problems
+from ..conditions import compile_condition
+from ..engine import DecideRequest, decide
+from ..exceptions import ApplicationError
+from ..learning.scoring import model_key_problems
+from ..models import (
     Rule,
     RuleVersion,
     Segment,
@@ -31,8 +33,9 @@ from .models import (
     Variant,
     Visitor,
 )
-from .services.replay import rule_replay
-from .services.rules import rule_restore, rule_save, rule_status_set
+from ..services.replay import rule_replay
+from ..services.rules import rule_restore, rule_save, rule_status_set
+from .mixins import ReadOnlyInline, ScopedInline
 
 SEGMENT_SAMPLE = 5000
 
@@ -93,30 +96,6 @@ class VariantForm(forms.ModelForm):
     class Meta:
         model = Variant
         fields = ["key", "content", "strategy", "strategy_limit"]
-
-
-class ScopedInline(admin.TabularInline):
-    """An inline allowed by the parent's property permissions, not by global model ones."""
-
-    view_perm = "view_configuration"
-    change_perm = "change_configuration"
-
-    def _holds(self, request: HttpRequest, obj: Any, perm: str) -> bool:
-        if obj is None or obj.pk is None:
-            return properties_for(request.user, perm).exists()
-        return has_property_perm(request.user, perm, obj.property_id)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._holds(request, obj, self.view_perm)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._holds(request, obj, self.change_perm)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._holds(request, obj, self.change_perm)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._holds(request, obj, self.change_perm)
 
 
 class VariantFormSet(forms.BaseInlineFormSet):
@@ -230,8 +209,6 @@ class SegmentForm(forms.ModelForm):
 
 def segment_size(segment: Segment) -> tuple[int, int, int]:
     """(estimated members, visitors seen in the last 7 days, sampled) over the last 7 days."""
-    from .conditions import compile_condition
-
     now = timezone.now()
     recent = Visitor.objects.filter(
         property_id=segment.property_id, last_seen__gte=now - timedelta(days=7)
@@ -341,22 +318,11 @@ class RuleForm(forms.ModelForm):
         return data
 
 
-class RuleVersionInline(ScopedInline):
+class RuleVersionInline(ReadOnlyInline):
     model = RuleVersion
     fields = ("version", "changed_at", "changed_by", "changes", "note")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ["-version"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Rule)
@@ -423,8 +389,6 @@ class RuleAdmin(PropertyScopedAdmin):
     def _rule_for(self, request: HttpRequest, pk: int, perm: str) -> Rule:
         rule = get_object_or_404(Rule, pk=pk)
         if not has_property_perm(request.user, perm, rule.property_id):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         return rule
 

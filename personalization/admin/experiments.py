@@ -13,13 +13,14 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
 
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
-from . import event_schemas, stats
-from .admin_targeting import ConditionField, ScopedInline, refuse_unknown_models
-from .exceptions import ApplicationError
-from .models import (
+from .. import event_schemas, stats
+from ..exceptions import ApplicationError
+from ..models import (
     EventType,
     Experiment,
     ExperimentGoal,
@@ -34,7 +35,8 @@ from .models import (
     Variant,
     Visitor,
 )
-from .services.experiments import (
+from ..ruleset import CompiledRollout
+from ..services.experiments import (
     experiment_phase_changes,
     experiment_problems,
     experiment_promote,
@@ -44,6 +46,8 @@ from .services.experiments import (
     phase_changes_message,
     rollout_kill,
 )
+from .mixins import ReadOnlyInline, ScopedInline
+from .targeting import ConditionField, refuse_unknown_models
 
 
 class GoalForm(forms.ModelForm):
@@ -98,21 +102,10 @@ class ExperimentGoalInline(ScopedInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class HistoryInline(ScopedInline):
+class HistoryInline(ReadOnlyInline):
     model = History
     fields = ("at", "action", "actor", "evidence")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _weight_text(value: Any) -> str:
@@ -403,8 +396,6 @@ def _p(value: float | None) -> str:
 
 def results_html(results: dict) -> str:
     """A snapshot as staff read it: verdict first, then each goal's table."""
-    from django.utils.html import format_html, format_html_join
-
     phase = ""
     if (results.get("phase") or 1) > 1:
         phase = format_html(
@@ -696,8 +687,6 @@ class RolloutForm(forms.ModelForm):
 
     def clean_schedule(self) -> Any:
         schedule = self.cleaned_data.get("schedule") or []
-        from django.utils.dateparse import parse_datetime
-
         if not isinstance(schedule, list):
             raise forms.ValidationError('A list of {"at": "<ISO time>", "percent": 0-100}.')
         for i, step in enumerate(schedule):
@@ -729,11 +718,7 @@ class RolloutAdmin(PropertyScopedAdmin):
 
     @admin.display(description="now serving")
     def current_percent(self, obj: Rollout) -> str:
-        from .ruleset import CompiledRollout
-
         steps = []
-        from django.utils.dateparse import parse_datetime
-
         for step in obj.schedule or []:
             at = parse_datetime(str(step.get("at")))
             if at:

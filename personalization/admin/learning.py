@@ -13,11 +13,10 @@ from django.utils.html import format_html, format_html_join
 
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
-from .admin_targeting import ScopedInline
-from .exceptions import ApplicationError
-from .learning import clustering, feedback, propensity
-from .learning.maintenance import cluster_rerun
-from .models import (
+from ..exceptions import ApplicationError
+from ..learning import clustering, feedback, propensity
+from ..learning.maintenance import cluster_rerun
+from ..models import (
     Cluster,
     ClusterRun,
     Goal,
@@ -26,6 +25,7 @@ from .models import (
     PropensityModel,
     Slot,
 )
+from .mixins import ReadOnlyInline
 
 
 def _progress(status: str, percent: int, message: str) -> str:
@@ -36,20 +36,6 @@ def _progress(status: str, percent: int, message: str) -> str:
         status,
         message or "",
     )
-
-
-class ReadOnlyInline(ScopedInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ClusterInline(ReadOnlyInline):

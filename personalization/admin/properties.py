@@ -1,6 +1,7 @@
 import ipaddress
 import json
 import re
+import zoneinfo
 from functools import partial
 from typing import Any
 
@@ -9,17 +10,18 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
-from . import event_schemas, signals
-from .models import ApiKey, ApiKeyKind, EventType, Property, QuarantinedEvent, Visitor
-from .services.audit import AuditAction
-from .services.ingest import quarantine_replay
-from .services.keys import api_key_issue, api_key_revoke
-from .services.properties import property_setup
-from .tasks import replay_quarantine_task
+from .. import event_schemas, signals
+from ..models import ApiKey, EventType, Property, QuarantinedEvent, Visitor
+from ..services.audit import AuditAction
+from ..services.ingest import quarantine_replay
+from ..services.keys import api_key_issue, api_key_revoke
+from ..services.properties import property_setup
+from ..tasks import replay_quarantine_task
 
 # Up to this many events replay while the admin waits; more go to a Celery task.
 INLINE_REPLAY_LIMIT = 1000
@@ -123,8 +125,6 @@ class PropertyForm(forms.ModelForm):
         fields = ["name", "slug", "allowed_origins", "timezone", "retention_days"]
 
     def clean_timezone(self) -> str:
-        import zoneinfo
-
         name = self.cleaned_data["timezone"]
         if name not in zoneinfo.available_timezones():
             raise forms.ValidationError(f"Unknown time zone {name!r} (use e.g. Europe/Paris).")
@@ -402,8 +402,6 @@ class VisitorAdmin(PropertyScopedAdmin):
 
     @admin.display(description="signals")
     def live_signals(self, obj: Visitor) -> str:
-        from django.utils import timezone
-
         session = obj.sessions.order_by("-started_at").first()
         values = signals.signals_for(obj.state, session.state if session else None, timezone.now())
         rows = [
@@ -421,9 +419,3 @@ class VisitorAdmin(PropertyScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-__all__ = ["ApiKeyKind"]
-
-# The targeting, experiments and surveys admins register themselves on import.
-from . import admin_experiments, admin_learning, admin_surveys, admin_targeting  # noqa: E402, F401, I001
