@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from consent import services as consent_services
+from personalization.cache import reset_all
 from personalization.models import Property
 from personalization.permissions import role_grant
 from personalization.services.properties import property_create
@@ -61,19 +62,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     """Row ids are reused between tests: caches keyed by id must not leak across them."""
-    from django.core.cache import cache
-
-    from consent import selectors as consent_selectors
-    from personalization import config_version, hotstate, ruleset
-    from personalization.services import keys
-
-    cache.clear()  # with Redis, FLUSHDB: also the engine's hot state and pending decision log
-    ruleset._compiled.clear()
-    config_version._versions.clear()
-    consent_selectors._current.clear()
-    consent_selectors._by_id.clear()
-    hotstate._down_until = 0.0
-    keys._memo.clear()
+    reset_all()  # with Redis, FLUSHDB: also the engine's hot state and pending decision log
 
 
 @dataclass
