@@ -16,6 +16,7 @@ from .holdings import (  # the admins of every app import these from here too
     has_property_perm,
     properties_for,
 )
+from .services.audit import audit_record
 
 
 class ReadOnlyMixin:
@@ -71,8 +72,6 @@ class PropertyScopedAdmin(admin.ModelAdmin):
         """An entry not about one object (an action on many rows, say)."""
         if self.audit_kind is None:
             return
-        from .services.audit import audit_record
-
         audit_record(
             action=action,
             property_id=property_id,

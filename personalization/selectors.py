@@ -6,9 +6,11 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Prefetch, QuerySet, Sum
+from django.utils import timezone
 
+from . import signals
 from .db import from_db_json
-from .models import Fate, IngestStat, Property, Survey, SurveyQuestion
+from .models import Fate, IngestStat, Property, Session, Survey, SurveyQuestion, Visitor
 
 
 @dataclass
@@ -49,8 +51,6 @@ def visitor_states_get(
     """The stored live-signal states of a visitor and of their session (the latest one with
     that id; without an id, their latest), in one round trip, with the visitor state's
     revision (0 before any event was folded into it: the same signals as no visitor)."""
-    from .models import Session, Visitor
-
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -82,10 +82,6 @@ def visitor_signals_get(
     prop: Property, visitor_id: str, session_id: str | None = None, now: datetime | None = None
 ) -> dict:
     """The live signals of a visitor (and of their current session) as conditions read them."""
-    from django.utils import timezone
-
-    from . import signals
-
     _, visitor_state, session_state = visitor_states_get(prop.pk, visitor_id, session_id)
     return signals.signals_for(visitor_state, session_state, now or timezone.now())
 

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from .. import registry
 from ..exceptions import DomainError
+from ..hashing import visitor_key
 from ..models import (
     CLOSED_STATUSES,
     ErasureStep,
@@ -334,8 +335,6 @@ def requests_scrub(property_id: int, visitor_id: str) -> dict[str, int]:
     They already lost the raw id when they closed; the keyed hash stays (docs/CONTRACT.md).
     Open requests keep both until they close: the running erasure needs the id.
     """
-    from ..hashing import visitor_key
-
     n = (
         PrivacyRequest.objects.filter(
             property_id=property_id,
