@@ -9,7 +9,6 @@ import copy
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -17,7 +16,7 @@ from typing import Any, TypeVar
 import fastjsonschema
 from django.conf import settings
 from django.core.cache import cache
-from django.db import OperationalError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from consent import selectors as consent_selectors
@@ -44,6 +43,7 @@ from ..models import (
     Session,
     Visitor,
 )
+from ..transactions import atomic_retrying
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -318,26 +318,6 @@ def events_ingest(
         return attempt
 
     return atomic_retrying(store)
-
-
-DEADLOCK_ATTEMPTS = 3
-RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
-
-
-def atomic_retrying(work: Callable[[], T]) -> T:
-    """Run ``work`` in a transaction; rerun it whole when the database picked it as a
-    deadlock victim (it then changed nothing), instead of failing the request."""
-    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
-        try:
-            with transaction.atomic():
-                return work()
-        except OperationalError as exc:
-            sqlstate = getattr(exc.__cause__, "sqlstate", None)
-            nested = connection.in_atomic_block
-            if sqlstate not in RETRYABLE_SQLSTATES or nested or attempt == DEADLOCK_ATTEMPTS:
-                raise
-            logger.info("ingest transaction retried after %s (attempt %d)", sqlstate, attempt)
-    raise AssertionError("unreachable")
 
 
 @dataclass
