@@ -18,7 +18,6 @@ clears the raw visitor id and contact from the request.
 """
 
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +29,7 @@ from django.utils import timezone
 
 from .. import registry
 from ..exceptions import DomainError
+from ..faults import fault_pause
 from ..hashing import visitor_key
 from ..models import (
     CLOSED_STATUSES,
@@ -69,14 +69,6 @@ class ErasureIncomplete(Exception):
 
 def _batch_size() -> int:
     return int(getattr(settings, "PRIVACY_ERASE_BATCH", 1000))
-
-
-def fault_pause(setting: str = "PRIVACY_FAULT_PAUSE_SECONDS") -> None:
-    """Fault tests' hook (``PRIVACY_FAULT_PAUSE_SECONDS``, or the ``*_FAULT_PAUSE_SECONDS``
-    named): a window to kill the worker in. Always 0 in production."""
-    seconds = float(getattr(settings, setting, 0) or 0)
-    if seconds:
-        time.sleep(seconds)
 
 
 def erasure_plan(request: PrivacyRequest) -> list[ErasureStep]:

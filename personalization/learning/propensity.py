@@ -25,7 +25,7 @@ from django.db.models import Max
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
-from consent.services.erasure import fault_pause
+from consent.faults import fault_pause
 
 from ..config_version import config_bump
 from ..exceptions import ApplicationError
