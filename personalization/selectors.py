@@ -8,9 +8,9 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet, Sum
 from django.utils import timezone
 
-from . import signals
 from .db import from_db_json
 from .models import Fate, IngestStat, Property, Session, Survey, SurveyQuestion, Visitor
+from .visitor_state import signals_for
 
 
 @dataclass
@@ -83,7 +83,7 @@ def visitor_signals_get(
 ) -> dict:
     """The live signals of a visitor (and of their current session) as conditions read them."""
     _, visitor_state, session_state = visitor_states_get(prop.pk, visitor_id, session_id)
-    return signals.signals_for(visitor_state, session_state, now or timezone.now())
+    return signals_for(visitor_state, session_state, now or timezone.now())
 
 
 def survey_active(property_id: int, key: str) -> Survey | None:

@@ -8,7 +8,7 @@ import factory
 from django.utils import timezone
 
 from consent.services import consent_record
-from personalization import signals
+from personalization import visitor_state
 from personalization.models import Goal, Property, Rule, Session, Slot, Variant, Visitor
 from personalization.services.properties import property_create
 from personalization.services.rules import rule_save
@@ -100,7 +100,7 @@ class VisitorFactory(factory.django.DjangoModelFactory):
     visitor_id = factory.Sequence(lambda n: f"v-{n}")
     first_seen = factory.LazyFunction(timezone.now)
     last_seen = factory.LazyAttribute(lambda o: o.first_seen)
-    state = factory.LazyFunction(signals.visitor_new)
+    state = factory.LazyFunction(visitor_state.visitor_new)
 
 
 class SessionFactory(factory.django.DjangoModelFactory):
@@ -112,7 +112,7 @@ class SessionFactory(factory.django.DjangoModelFactory):
     session_id = factory.LazyAttribute(lambda o: f"s-{o.visitor.visitor_id}")
     started_at = factory.LazyFunction(timezone.now)
     last_event_at = factory.LazyAttribute(lambda o: o.started_at)
-    state = factory.LazyAttribute(lambda o: signals.session_new(o.started_at, {}))
+    state = factory.LazyAttribute(lambda o: visitor_state.session_new(o.started_at, {}))
 
 
 class ConsentFactory(factory.Factory):

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from personalization import signals
+from personalization import visitor_state
 from personalization.models import (
     Adjustment,
     Decision,
@@ -31,7 +31,7 @@ def visitor_with(prop: Property, vid: str, persona: str, rng: random.Random) -> 
     """A visitor whose stored state is the persona's, with a little noise."""
     duration, speed, mobile, purchases, sessions = PERSONAS[persona]
     now = timezone.now()
-    v = signals.visitor_new()
+    v = visitor_state.visitor_new()
     v.update(
         sessions=sessions,
         bounced=0,
@@ -44,7 +44,7 @@ def visitor_with(prop: Property, vid: str, persona: str, rng: random.Random) -> 
         device_type="mobile" if mobile else "desktop",
         last_event_ts=now.timestamp(),
     )
-    s = signals.session_new(now - timedelta(hours=1), {})
+    s = visitor_state.session_new(now - timedelta(hours=1), {})
     noisy = duration * rng.uniform(0.85, 1.15)
     s.update(
         first_ts=now.timestamp() - 3600,

@@ -9,7 +9,7 @@ from personalization.attributes import CATALOGUE
 from personalization.models import Session
 from personalization.selectors import visitor_signals_get
 from personalization.services.ingest import events_ingest
-from personalization.signals import engagement_score, parse_user_agent
+from personalization.visitor_state import engagement_score, parse_user_agent
 from tests.conftest import make_event
 
 # The catalogue's fixed session and visitor names: the signals documented.

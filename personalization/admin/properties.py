@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
-from .. import event_schemas, signals
+from .. import event_schemas, visitor_state
 from ..models import ApiKey, EventType, Property, QuarantinedEvent, Visitor
 from ..services.audit import AuditAction
 from ..services.ingest import quarantine_replay
@@ -403,7 +403,9 @@ class VisitorAdmin(PropertyScopedAdmin):
     @admin.display(description="signals")
     def live_signals(self, obj: Visitor) -> str:
         session = obj.sessions.order_by("-started_at").first()
-        values = signals.signals_for(obj.state, session.state if session else None, timezone.now())
+        values = visitor_state.signals_for(
+            obj.state, session.state if session else None, timezone.now()
+        )
         rows = [
             (f"{scope}.{name}", json.dumps(value))
             for scope, group in values.items()

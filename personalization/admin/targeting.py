@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from consent.tenancy import PropertyScopedAdmin, has_property_perm, properties_for
 
-from .. import event_schemas, signals
+from .. import event_schemas, visitor_state
 from ..attributes import CATALOGUE, condition_problems
 from ..conditions import compile_condition
 from ..engine import DecideRequest, decide
@@ -219,7 +219,7 @@ def segment_size(segment: Segment) -> tuple[int, int, int]:
     condition = compile_condition(segment.condition) if segment.condition else None
     hits = 0
     for visitor in sample:
-        attrs = {"id": visitor.visitor_id, **signals.signals_for(visitor.state, None, now)}
+        attrs = {"id": visitor.visitor_id, **visitor_state.signals_for(visitor.state, None, now)}
         if (condition and condition(attrs)) or visitor.visitor_id in members:
             hits += 1
     estimate = round(hits / len(sample) * total) if sample else 0

@@ -23,7 +23,7 @@ from ..config_version import config_bump
 from ..exceptions import ApplicationError
 from ..models import Cluster, ClusterRun, RunStatus, Segment, Session, TrainingMember, Visitor
 from ..services.audit import AuditAction, audit_action
-from ..signals import signals_for
+from ..visitor_state import signals_for
 from . import features, privacy
 
 logger = logging.getLogger(__name__)

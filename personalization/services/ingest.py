@@ -22,7 +22,7 @@ from django.utils import timezone
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 
-from .. import event_schemas, hotstate, schema_patterns, signals
+from .. import event_schemas, hotstate, schema_patterns, visitor_state
 from ..db import (
     from_db_datetime,
     from_db_json,
@@ -475,7 +475,7 @@ def _store(
 
 def _visitors_locked(prop: Property, items: list[Prepared]) -> dict[str, VisitorRow]:
     """Create missing visitors and lock all of the batch's visitors, in sorted order."""
-    fresh = signals.visitor_new()
+    fresh = visitor_state.visitor_new()
     seen: dict[str, tuple[datetime, datetime]] = {}
     for p in items:
         first, last = seen.get(p.visitor_id, (p.timestamp, p.timestamp))
@@ -546,7 +546,7 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
         if (
             session is None
             or session.ended_at is not None
-            or signals.session_expired(session.last_event_at, p.timestamp, timeout)
+            or visitor_state.session_expired(session.last_event_at, p.timestamp, timeout)
         ):
             session = SessionRow(
                 pk=None,
@@ -555,15 +555,15 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
                 started_at=p.timestamp,
                 last_event_at=p.timestamp,
                 ended_at=None,
-                state=signals.session_new(p.timestamp, p.context),
+                state=visitor_state.session_new(p.timestamp, p.context),
             )
-            signals.visitor_open_session(visitor.state, session.state, p.timestamp)
+            visitor_state.visitor_open_session(visitor.state, session.state, p.timestamp)
             current[key] = session
             new_sessions.append(session)
             latest.setdefault(key, []).append(session)
         elif session.pk is not None:
             touched[session.pk] = session
-        signals.apply_event(
+        visitor_state.apply_event(
             visitor.state, session.state, p.type, p.timestamp, p.properties, p.context
         )
         session.started_at = min(session.started_at, p.timestamp)
