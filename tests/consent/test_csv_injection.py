@@ -14,8 +14,8 @@ from consent.models import AccessExport
 from dashboard.models import EventFateDaily
 from personalization.models import Experiment, ExperimentSnapshot
 from personalization.permissions import PRIVACY_OFFICERS
-from tests import test_dashboard_pages as pages
 from tests.conftest import make_event
+from tests.dashboard import test_dashboard_pages as pages
 from tests.privacy import media_root, raw_id, request_made, run_work
 
 rolled = pages.rolled  # a property with one known row in every rollup

@@ -5,9 +5,10 @@ Whatever small history of decisions, answers and events arrives, in whatever bat
 an incremental ``rollup_hourly`` after each batch leaves exactly the rows a ``full=True``
 run computes, and a rerun with nothing new is skipped and changes nothing.
 
-Bounded by the ``micro-adjust`` profile of tests/test_properties.py (25 examples here;
-``HYPOTHESIS_PROFILE=thorough`` or ``ROLLUP_EXAMPLES=1000`` for a long run). Each example
-runs in a savepoint that is rolled back, so examples never see each other's rows.
+Bounded by the ``micro-adjust`` profile of tests/personalization/test_properties.py (25
+examples here; ``HYPOTHESIS_PROFILE=thorough`` or ``ROLLUP_EXAMPLES=1000`` for a long run).
+Each example runs in a savepoint that is rolled back, so examples never see each other's
+rows.
 """
 
 import os
@@ -26,8 +27,8 @@ from hypothesis import strategies as st
 from dashboard.models import AdjustmentHourly, AttributionWindow
 from dashboard.rollups import rollup_hourly
 from personalization.models import Property
-from tests import test_properties  # noqa: F401  (registers and loads the profiles)
-from tests.test_dashboard_rollups import Log
+from tests.dashboard.test_dashboard_rollups import Log
+from tests.personalization import test_properties  # noqa: F401  (registers and loads the profiles)
 
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 VISITORS = ("v0", "v1", "v2", "v3")  # v0, v1 consented; v2 refused personalization; v3 none

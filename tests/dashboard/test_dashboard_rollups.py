@@ -688,7 +688,7 @@ def test_rollups_run__all_properties__each_rolled_up(known, make_shop):
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_rollups_task__real_worker__rows_written(make_shop):
     from personalization.celery import app as celery_app
-    from tests.test_tasks import broker_ready
+    from tests.personalization.test_tasks import broker_ready
 
     needs(broker_ready(), "needs a reachable CELERY_BROKER_URL (Redis) without TASKS_IN_PROCESS")
     from dashboard.tasks import dashboard_retention_task, dashboard_rollups_task

@@ -20,7 +20,7 @@ from personalization.services.keys import api_key_authenticate, api_key_revoke
 from personalization.simulation import demo_targeting
 from tests.conftest import make_event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 STATIC = ROOT / "personalization" / "static" / "personalization"
 TRACKER_FILES = ["tracker.js", "tracker-banner.js", "tracker-items.js", "tracker-survey.js"]
 

@@ -22,7 +22,8 @@ def test_registry__every_model_with_a_visitor_field__registered():
 
 def test_registry__stores__find_a_visitors_rows(shop, consent, settings):
     # The database path, where every store is a table (the Redis hot state's counters and
-    # budgets are erased by the decisions store's extra_erase: tests/test_decide_redis.py).
+    # budgets are erased by the decisions store's extra_erase:
+    # tests/personalization/decisions/test_decide_redis.py).
     settings.DECIDE_REDIS_URL = ""
     from personalization.services.ingest import events_ingest
     from tests.conftest import make_event

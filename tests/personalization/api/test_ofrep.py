@@ -2,8 +2,9 @@
 
 The behaviour is proved with the official clients: OpenFeature's Python SDK with its OFREP
 provider (pinned dev dependencies) against a live server, here; the web SDK with the OFREP
-web provider in Chromium in tests/test_ofrep_browser.py. Refusals, ETags, CORS and the
-routes' bookkeeping are checked in-process, each failure in OFREP's shape (not the API's).
+web provider in Chromium in tests/personalization/api/test_ofrep_browser.py. Refusals,
+ETags, CORS and the routes' bookkeeping are checked in-process, each failure in OFREP's
+shape (not the API's).
 """
 
 import time
@@ -41,9 +42,9 @@ from personalization.openfeature_hook import DecisionOutcomes
 from personalization.permissions import MARKETING
 from personalization.services.rules import rule_save
 from tests.conftest import Shop, hot_state_use
+from tests.personalization.admin.test_targeting_admin import login
+from tests.personalization.test_security import limits  # noqa: F401 (the rate-limit fixture)
 from tests.targeting import rule, slot
-from tests.test_security import limits  # noqa: F401 (the rate-limit fixture)
-from tests.test_targeting_admin import login
 
 FLAG = "/ofrep/v1/evaluate/flags/headline"
 BULK = "/ofrep/v1/evaluate/flags"

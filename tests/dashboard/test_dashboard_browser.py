@@ -22,7 +22,7 @@ from tests.browser import admin_login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots" / "dashboards"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots" / "dashboards"
 PAGES = {
     "overview": "/dashboard/",
     "rules": "/dashboard/rules/",

@@ -1,7 +1,8 @@
 """The dashboard pages: who may open them, what they show, their filters and CSV downloads.
 
 The rollup rows are written here with known numbers (how rollups are computed from events is
-tests/test_dashboard_rollups.py's subject), so every figure on a page can be checked by hand.
+tests/dashboard/test_dashboard_rollups.py's subject), so every figure on a page can be
+checked by hand.
 """
 
 import csv

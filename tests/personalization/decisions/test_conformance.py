@@ -31,7 +31,7 @@ from personalization.conditions import (
     validate_condition,
 )
 
-CASES_PATH = Path(__file__).parent / "conformance" / "growthbook-cases.json"
+CASES_PATH = Path(__file__).resolve().parents[2] / "conformance" / "growthbook-cases.json"
 CASES: dict[str, Any] = json.loads(CASES_PATH.read_text(encoding="utf-8"))
 # The file rounds floats to 4 decimals.
 TOLERANCE = 1e-4

@@ -1,6 +1,7 @@
 """The engine's hot state in Redis: caps and budgets, the pending decision log and its
 idempotent flush. Runs where REDIS_URL is set (CI); skipped locally without it. Caps under
-concurrency: tests/test_decide.py (both paths); Redis stopping: test_decide_redis_down.py."""
+concurrency: tests/personalization/decisions/test_decide.py (both paths); Redis stopping:
+test_decide_redis_down.py."""
 
 import pytest
 from django.conf import settings

@@ -23,7 +23,7 @@ import pytest
 
 from personalization.models import Property
 from personalization.services.properties import property_create
-from tests.test_tracker_browser import FAST, Storefront
+from tests.personalization.ingest.test_tracker_browser import FAST, Storefront
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -29,7 +29,7 @@ from personalization.services.ingest import events_ingest
 from tests.conftest import make_event
 from tests.targeting import rule, slot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 # Every condition the rest of the suite saves through the admin or the services (and the
 # README's examples): each must stay acceptable.

@@ -32,9 +32,9 @@ from personalization.models import (
 from personalization.permissions import PRIVACY_OFFICERS
 from tests.conftest import hot_state_use, needs
 from tests.learning import cta_model, log_answers, planted_visitors, visitor_with
+from tests.personalization.test_tasks import broker_ready
 from tests.privacy import request_made, run_work
 from tests.targeting import rule, slot
-from tests.test_tasks import broker_ready
 
 
 def finished_run(prop, **settings) -> ClusterRun:

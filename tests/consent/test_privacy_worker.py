@@ -12,6 +12,7 @@ from consent.services.requests import request_start, request_verify_identity
 from personalization.celery import app as celery_app
 from personalization.permissions import PRIVACY_OFFICERS
 from tests.conftest import needs
+from tests.personalization.test_tasks import broker_ready
 from tests.privacy import (
     media_root,
     raw_id,
@@ -20,7 +21,6 @@ from tests.privacy import (
     scan_redis,
     visitor_everywhere,
 )
-from tests.test_tasks import broker_ready
 
 
 @pytest.fixture(autouse=True)

@@ -36,8 +36,8 @@ from personalization.services.experiments import (
 from personalization.services.keys import api_key_revoke
 from personalization.services.rules import rule_restore, rule_save, rule_status_set
 from tests.learning import cta_model, log_answers, planted_visitors
+from tests.personalization.learning.test_learning import guarded_rule, harmful
 from tests.targeting import rule, slot
-from tests.test_learning import guarded_rule, harmful
 
 RAW_VERBS = (".added", ".changed", ".deleted")  # the admin hooks' entries, not actions
 

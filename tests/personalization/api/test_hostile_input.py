@@ -1,11 +1,11 @@
 """Hostile input on every storefront endpoint: bounded time, a clear 4xx, nothing stored.
 
-What tests/test_events_api.py already proves for ``POST /events`` (malformed JSON, invalid
-UTF-8, 5000-deep nesting, NaN, NUL and lone surrogates, over 500 events, a body over a
-lowered limit) and tests/test_decide.py for ``POST /decide`` (malformed bodies) is not
-repeated here. This file covers the other endpoints, the real 5 MB limit, nesting just
-past the 32-level limit, huge strings, hostile paths, and staff-written regexes built to
-backtrack catastrophically.
+What tests/personalization/api/test_events_api.py already proves for ``POST /events``
+(malformed JSON, invalid UTF-8, 5000-deep nesting, NaN, NUL and lone surrogates, over 500
+events, a body over a lowered limit) and tests/personalization/decisions/test_decide.py for
+``POST /decide`` (malformed bodies) is not repeated here. This file covers the other
+endpoints, the real 5 MB limit, nesting just past the 32-level limit, huge strings, hostile
+paths, and staff-written regexes built to backtrack catastrophically.
 """
 
 import json
@@ -18,8 +18,8 @@ from consent.models import ConsentRecord, PrivacyRequest
 from personalization.conditions import REGEX_TIMEOUT_SECONDS
 from personalization.models import Decision, Event, QuarantinedEvent, SurveyResponse
 from personalization.services.surveys import survey_create
-from tests import test_experiments
 from tests.conftest import make_event
+from tests.personalization.experiments import test_experiments
 from tests.targeting import rule, slot
 
 lab = test_experiments.lab  # a shop with a slot and a goal, for an experiment

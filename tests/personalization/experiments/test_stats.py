@@ -31,7 +31,7 @@ from personalization.stats import (
 )
 
 EXPECTED: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "stats_reference" / "expected.json").read_text()
+    (Path(__file__).resolve().parents[2] / "stats_reference" / "expected.json").read_text()
 )
 DATASETS = {d["name"]: d for d in EXPECTED["datasets"]}
 COMPARISONS = [(d, c) for d in EXPECTED["datasets"] for c in d["comparisons"]]

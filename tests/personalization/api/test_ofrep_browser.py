@@ -26,7 +26,7 @@ from tests.targeting import rule, slot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WEB = Path(__file__).resolve().parent / "ofrep_web"
+WEB = Path(__file__).resolve().parents[2] / "ofrep_web"
 BUNDLE = WEB / "dist" / "ofrep-web.js"
 INPUTS = ("package.json", "package-lock.json", "entry.js")
 

@@ -24,7 +24,7 @@ from tests.conftest import Shop, is_postgres, make_event, needs
 from tests.privacy import media_root
 from tests.urlcatalog import example_urls, routes, world_build
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "pw-Long-enough-123"
 
 
