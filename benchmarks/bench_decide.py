@@ -553,7 +553,7 @@ def run_pure(prop: Any, cases: list[Case], loaded: Preloaded, iterations: int, w
             evalCondition(a, c)
         t_b.append(perf() - t0)
 
-    from personalization import signals as sig
+    from personalization import visitor_state as sig
 
     t_sig: list[float] = []
     for i in range(min(iterations, 2000)):
@@ -1675,7 +1675,7 @@ def code_state() -> dict[str, Any]:
         "personalization/conditions.py",
         "personalization/ruleset.py",
         "personalization/selectors.py",
-        "personalization/signals.py",
+        "personalization/visitor_state.py",
         "personalization/db.py",
         "personalization/api/views.py",
         "consent/selectors.py",

@@ -52,7 +52,7 @@ def visitors(prop, n: int, seed: int) -> list[str]:
     """``n`` consenting visitors with live signals (half mobile), ids v-0 …"""
     from django.utils import timezone
 
-    from personalization import signals
+    from personalization import visitor_state as signals
     from personalization.models import Session, Visitor
 
     rng = random.Random(seed)

@@ -43,7 +43,7 @@ from .services.requests import (
 )
 from .services.retention import FIELDS as RETENTION_FIELDS
 from .services.retention import retention_policy_set
-from .tenancy import PropertyScopedAdmin, has_property_perm, properties_for
+from .tenancy import PropertyScopedAdmin, ReadOnlyMixin, has_property_perm, properties_for
 
 PRIVACY = "manage_privacy"
 
@@ -66,19 +66,6 @@ class PrivacyScopedAdmin(PropertyScopedAdmin):
         if not self.get_queryset(request).filter(pk=unquote(object_id)).exists():
             raise Http404("No such record among your properties.")
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-class ReadOnlyMixin:
-    """Evidence and logs: nobody adds, edits or deletes them from the UI."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ConsentPolicyForm(forms.ModelForm):

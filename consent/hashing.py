@@ -6,6 +6,7 @@ with a secret from settings cannot be linked back without that secret.
 
 import hashlib
 import hmac
+import ipaddress
 
 from django.conf import settings
 
@@ -19,8 +20,6 @@ def truncate_ip(ip: str | None) -> str:
     """Keep the network, not the host: /24 for IPv4, /48 for IPv6."""
     if not ip:
         return ""
-    import ipaddress
-
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

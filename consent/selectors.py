@@ -124,6 +124,13 @@ POLICY_BY_ID_SECONDS = 3600
 _by_id: dict[int, ConsentPolicy] = {}
 
 
+def memos_clear() -> None:
+    """Forget this process's consent-policy memos (``personalization.cache.reset_all``
+    calls it; the shared cache is emptied there)."""
+    _current.clear()
+    _by_id.clear()
+
+
 def _policies_by_id(ids: set[int]) -> dict[int, ConsentPolicy]:
     """Published policies never change: kept by id in the process (bounded: a few versions
     per property) and in the shared cache."""

@@ -16,6 +16,21 @@ from .holdings import (  # the admins of every app import these from here too
     has_property_perm,
     properties_for,
 )
+from .services.audit import audit_record
+
+
+class ReadOnlyMixin:
+    """Evidence and logs: nobody adds, edits or deletes them from the UI. The one read-only
+    mixin of every app's admins and inlines (put it before the admin base)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class PropertyScopedAdmin(admin.ModelAdmin):
@@ -57,8 +72,6 @@ class PropertyScopedAdmin(admin.ModelAdmin):
         """An entry not about one object (an action on many rows, say)."""
         if self.audit_kind is None:
             return
-        from .services.audit import audit_record
-
         audit_record(
             action=action,
             property_id=property_id,

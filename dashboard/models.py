@@ -2,7 +2,7 @@
 
 Every table holds aggregates only: no visitor ids, so none is a visitor-data store
 for the consent registry (a visitor's erasure cannot be reached through a count).
-Field names avoid the word "visitor" on purpose (tests/test_registry.py reads names).
+Field names avoid the word "visitor" on purpose (tests/consent/test_registry.py reads names).
 
 The rollup services (``dashboard.rollups``) replace whole hours or days per property
 in one transaction, so running a rollup twice changes nothing.

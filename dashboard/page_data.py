@@ -14,11 +14,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from consent.models import PrivacyRequest
+from consent.models import PrivacyRequest, RequestKind
 from consent.selectors import deadline_flag
 from personalization import stats
-from personalization.learning import learning_overview
-from personalization.models import Experiment, ExperimentSnapshot, Fate, Property, Survey
+from personalization.learning.overview import learning_overview
+from personalization.models import Experiment, ExperimentSnapshot, Fate, Property, Segment, Survey
 from personalization.selectors import ingest_fates
 
 from . import charts, selectors
@@ -318,8 +318,6 @@ def _verdict_colour(low: float | None, high: float | None) -> str:
 
 def _segment_goals(prop: Property) -> list[dict[str, Any]]:
     """Segments with a goal (metric, baseline, target): what each segment aims for."""
-    from personalization.models import Segment
-
     return [
         {"segment": s.name or s.key, "key": s.key, **(s.goal or {})}
         for s in Segment.objects.filter(property=prop).exclude(goal={}).order_by("key")
@@ -871,8 +869,6 @@ def consent(f: Filters) -> PageData:
 
 def _request_queue(prop: Property) -> list[tuple[str, int, int, int]]:
     """Per request kind: open, due within 7 days, overdue (today, UTC)."""
-    from consent.models import RequestKind
-
     counts: dict[str, list[int]] = {k.value: [0, 0, 0] for k in RequestKind}
     today = timezone.now().date()
     open_requests = PrivacyRequest.objects.filter(property=prop).only("kind", "status", "due_date")

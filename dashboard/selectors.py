@@ -20,7 +20,13 @@ from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from personalization.models import Adjustment, Property, SurveyResponse
+from personalization.models import (
+    Adjustment,
+    Property,
+    QuestionType,
+    SurveyQuestion,
+    SurveyResponse,
+)
 from personalization.stats import FrequentistResult, VariantSummary, relative_lift
 
 from .models import (
@@ -516,8 +522,6 @@ def recent_free_text(
     """Feedback page: the latest free-text answers, each with the non-default adjustments
     that visitor saw before answering (source, key, variant). Reads the answers table
     (not events); bounded by ``limit``. The visitor id is not returned."""
-    from personalization.models import QuestionType, SurveyQuestion
-
     text_keys = set(
         SurveyQuestion.objects.filter(
             survey__property__in=properties, type=QuestionType.TEXT

@@ -5,9 +5,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from celery import shared_task
 from django.core.cache import cache
 from django.db import OperationalError, connection
+
+from personalization.models import Property
 
 from .rollups import RollupResult, rollup_retention, rollups_run
 
@@ -23,8 +26,6 @@ def exclusive(name: str) -> Iterator[bool]:
     if connection.vendor == "postgresql":
         # Its own connection: session locks are re-entrant within one session, and this one
         # ends (releasing the lock) with the process that holds it.
-        import psycopg
-
         with psycopg.connect(**connection.get_connection_params(), autocommit=True) as own:
             row = own.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [key]).fetchone()
             held = bool(row and row[0])
@@ -56,8 +57,6 @@ def dashboard_rollups_task() -> dict[str, Any]:
 @shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
 def dashboard_retention_task() -> dict[str, Any]:
     """Retention cohorts of every property (recomputed whole, daily)."""
-    from personalization.models import Property
-
     return _locked(
         "retention",
         lambda: [

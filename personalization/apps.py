@@ -49,6 +49,12 @@ class PersonalizationConfig(AppConfig):
         from . import hotstate
 
         registry.consent_listen(hotstate.consent_changed)
+        # consent's memos are emptied by the one reset too (consent imports nothing of ours).
+        from consent import selectors as consent_selectors
+
+        from .cache import local_cache_register
+
+        local_cache_register("consent.policies", consent_selectors.memos_clear)
         post_delete.connect(
             hotstate.on_visitor_deleted, sender=Visitor, dispatch_uid="hotstate-visitor-deleted"
         )

@@ -14,12 +14,20 @@ retries) instead of claiming success.
 After a failure the cache is skipped for ``DOWN_SECONDS`` (no connection attempt per call
 while Redis is away); then the next call tries again, so Redis returning is picked up by
 the running processes without a restart.
+
+Besides the shared cache, a few modules keep process-local memos (compiled rule sets,
+configuration versions, API keys, consent policies, the hot state's back-off). Each
+registers how to empty its memo here (``local_cache_register``); ``reset_all()`` empties the
+shared cache and every one of them: the one reset, for tests and a shell, never a private
+dict cleared by hand.
 """
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
@@ -27,6 +35,21 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 DOWN_SECONDS = 1.0
+
+_local_resets: dict[str, Callable[[], None]] = {}
+
+
+def local_cache_register(name: str, reset: Callable[[], None]) -> None:
+    """Register how to empty a process-local cache (by name: registering again replaces)."""
+    _local_resets[name] = reset
+
+
+def reset_all() -> None:
+    """Empty the shared cache (with Redis, FLUSHDB of its database: also the engine's hot
+    state and pending decision log) and every registered process-local cache."""
+    caches["default"].clear()
+    for reset in _local_resets.values():
+        reset()
 
 
 class FailSoftRedisCache(RedisCache):

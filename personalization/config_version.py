@@ -17,6 +17,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
 from django.db.models import F
 
+from .cache import local_cache_register
 from .models import (
     Experiment,
     Goal,
@@ -41,6 +42,7 @@ def _version_key(property_id: int) -> str:
 # VERSION_MEMO_SECONDS (well inside the promised second), this one at once.
 VERSION_MEMO_SECONDS = 0.5
 _versions: dict[int, tuple[float, int]] = {}
+local_cache_register("config_version.versions", _versions.clear)
 
 
 def _cache_shared() -> bool:

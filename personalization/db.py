@@ -10,10 +10,13 @@ Values go through each field's ``get_db_prep_save`` so both backends get what th
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from django.db import connection, models
+from django.utils.dateparse import parse_datetime
 
 from .guard_rails import BIG, COOLDOWN, FREQUENCY_CAP, GuardRails, verdict
 from .models import Rule, RuleCounter
@@ -72,8 +75,6 @@ def _pg_execute(sql: str, params: list[Any]) -> list[tuple]:
     """Run one statement with server-side parameter binding on Django's own connection
     (same transaction). Django's default client-side binding would quote every array
     element into the SQL text, which costs more than the rest of the statement."""
-    import psycopg
-
     connection.ensure_connection()
     # Django's wrapper turns psycopg's errors into django.db's, as its own cursors do.
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
@@ -342,10 +343,6 @@ def upsert_locked(
 
 def from_db_datetime(value: Any) -> Any:
     """A raw cursor's timestamp: aware already (PostgreSQL), or naive UTC or text (SQLite)."""
-    from datetime import UTC, datetime
-
-    from django.utils.dateparse import parse_datetime
-
     if isinstance(value, str):
         value = parse_datetime(value)
     if isinstance(value, datetime) and value.tzinfo is None:

@@ -10,9 +10,10 @@ I/O. Three places enforce it and all take their rules from here:
 - the database: ``db.rule_counter_apply`` (its "no cap" sentinel, the cut-off, and the
   reason it gives when it refuses).
 
-``tests/test_guard_rails_contract.py`` runs one table of scenarios (times, sessions,
-day and week rollovers, budget, sticky repeats, a race for the last unit of a cap) through
-both atomic implementations and compares each with ``step``, the reference here.
+``tests/personalization/decisions/test_guard_rails_contract.py`` runs one table of scenarios
+(times, sessions, day and week rollovers, budget, sticky repeats, a race for the last unit
+of a cap) through both atomic implementations and compares each with ``step``, the reference
+here.
 
 The rules:
 

@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.db.models import Count
 from django.db.models.fields.json import KeyTextTransform
 
-from . import signals
+from . import visitor_state
 from .conditions import CompiledCondition
 from .models import Adjustment, Event, Visitor
 
@@ -81,7 +81,7 @@ def popular_in_segment(
             property_id=property_id, last_seen__gte=now - timedelta(days=1)
         ).order_by("-last_seen")[:2000]
         for visitor in recent:
-            attrs = signals.signals_for(visitor.state, None, now)
+            attrs = visitor_state.signals_for(visitor.state, None, now)
             attrs["id"] = visitor.visitor_id
             if condition(attrs):
                 counts.update(visitor.state.get("items_viewed", []))

@@ -14,6 +14,7 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 
 from . import bucketing
+from .cache import local_cache_register
 from .conditions import (
     CompiledCondition,
     PartialCondition,
@@ -339,6 +340,7 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
 
 _compiled: dict[int, RuleSet] = {}
 _lock = threading.Lock()
+local_cache_register("ruleset.compiled", _compiled.clear)
 
 
 def ruleset_for(property_id: int) -> RuleSet:

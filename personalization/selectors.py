@@ -5,10 +5,21 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, QuerySet, Sum
+from django.db.models import Count, Prefetch, QuerySet, Sum
+from django.utils import timezone
 
 from .db import from_db_json
-from .models import Fate, IngestStat, Property, Survey, SurveyQuestion
+from .models import (
+    Fate,
+    IngestStat,
+    LiveFiring,
+    Property,
+    Session,
+    Survey,
+    SurveyQuestion,
+    Visitor,
+)
+from .visitor_state import signals_for
 
 
 @dataclass
@@ -49,8 +60,6 @@ def visitor_states_get(
     """The stored live-signal states of a visitor and of their session (the latest one with
     that id; without an id, their latest), in one round trip, with the visitor state's
     revision (0 before any event was folded into it: the same signals as no visitor)."""
-    from .models import Session, Visitor
-
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -82,12 +91,8 @@ def visitor_signals_get(
     prop: Property, visitor_id: str, session_id: str | None = None, now: datetime | None = None
 ) -> dict:
     """The live signals of a visitor (and of their current session) as conditions read them."""
-    from django.utils import timezone
-
-    from . import signals
-
     _, visitor_state, session_state = visitor_states_get(prop.pk, visitor_id, session_id)
-    return signals.signals_for(visitor_state, session_state, now or timezone.now())
+    return signals_for(visitor_state, session_state, now or timezone.now())
 
 
 def survey_active(property_id: int, key: str) -> Survey | None:
@@ -118,3 +123,30 @@ def survey_public(survey: Survey) -> dict[str, Any]:
             for q in survey.questions.all()
         ],
     }
+
+
+@dataclass(frozen=True)
+class LiveFirings:
+    """How a live rule's plan entries fared in the pages: fired and applied, refused by
+    reason, and the median time from the page-load decision to the firing."""
+
+    applied: int
+    refused: dict[str, int]
+    median_seconds_to_fire: float | None
+
+
+def live_firings(property_id: int, rule_key: str, since: datetime) -> LiveFirings:
+    rows = LiveFiring.objects.filter(
+        property_id=property_id, source_key=rule_key, created_at__gte=since
+    )
+    applied, refused = 0, dict[str, int]()
+    for is_applied, reason, n in (
+        rows.values_list("applied", "reason").annotate(n=Count("id")).order_by()
+    ):
+        if is_applied:
+            applied += n
+        else:
+            refused[reason] = refused.get(reason, 0) + n
+    times = sorted(t for t in rows.values_list("seconds_to_fire", flat=True) if t is not None)
+    median = times[len(times) // 2] if times else None
+    return LiveFirings(applied, dict(sorted(refused.items())), median)

@@ -25,7 +25,8 @@ from consent.models import ConsentRecord
 from .decisions import DecideRequest, decide
 from .exceptions import ApplicationError
 from .hotstate import decision_log_flush
-from .models import Property, Rule, Segment, Slot, Variant
+from .models import Experiment, ExperimentGoal, Goal, Property, Rule, Segment, Slot, Variant
+from .services.experiments import experiment_snapshot, experiment_start
 from .services.ingest import IngestResult, events_ingest
 from .services.rules import rule_save
 from .services.surveys import survey_create, survey_response_submit
@@ -35,9 +36,6 @@ DEMO_SLOTS = ["headline", "cta", "recommendations", "newsletter_popup", "layout"
 
 def demo_experiment(prop: Property) -> None:
     """A running headline test with a planted effect, so the results show a verdict."""
-    from .models import Experiment, ExperimentGoal, Goal
-    from .services.experiments import experiment_start
-
     click = Goal.objects.create(
         property=prop,
         key="cta-click",
@@ -80,9 +78,6 @@ def demo_snapshots_backfill(prop: Property, *, days: int, every_days: int = 7) -
     """Results snapshots of the demo's experiments as they would have been taken each week of
     the simulated period (beat takes them hourly from now on), so the experiments dashboard
     has a history to show. Returns how many were written."""
-    from .models import Experiment
-    from .services.experiments import experiment_snapshot
-
     now = timezone.now()
     written = 0
     for experiment in Experiment.objects.filter(property=prop, status="running"):

@@ -6,7 +6,8 @@ call it alike. Inputs are per-variant sufficient statistics (users, sum, sum of
 squares, and for CUPED the pre-period covariate's sums and the cross-products),
 never rows: the SQL side aggregates, this module only does statistics.
 
-Each computation is faithful to one public reference, and ``tests/test_stats.py``
+Each computation is faithful to one public reference, and
+``tests/personalization/experiments/test_stats.py``
 checks it against values that reference produced (``tests/stats_reference/``):
 
 =====================================  =============================================

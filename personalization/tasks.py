@@ -9,7 +9,12 @@ from .learning.tasks import (
     model_train_task,
     rule_guardrails_task,
 )
-from .models import Property
+from .models import Experiment, ExperimentStatus, Property, Rollout, RolloutStatus
+from .services.experiments import (
+    experiment_reallocate,
+    experiment_snapshot,
+    rollout_guardrail_check,
+)
 from .services.ingest import quarantine_replay
 
 __all__ = [
@@ -41,9 +46,6 @@ def replay_quarantine_task(property_id: int, ids: list[int]) -> dict[str, int]:
 @shared_task(acks_late=True)
 def experiment_snapshots_task() -> int:
     """Snapshot the results of every running experiment (hourly). Idempotent per run."""
-    from .models import Experiment, ExperimentStatus
-    from .services.experiments import experiment_reallocate, experiment_snapshot
-
     count = 0
     for experiment in Experiment.objects.filter(status=ExperimentStatus.RUNNING):
         snapshot = experiment_snapshot(experiment=experiment)
@@ -56,9 +58,6 @@ def experiment_snapshots_task() -> int:
 @shared_task(acks_late=True)
 def rollout_guardrails_task() -> int:
     """Check every active rollout's guardrail; halt the ramps that degrade it."""
-    from .models import Rollout, RolloutStatus
-    from .services.experiments import rollout_guardrail_check
-
     return sum(
         rollout_guardrail_check(rollout=r)
         for r in Rollout.objects.filter(status=RolloutStatus.ACTIVE, guardrail__isnull=False)

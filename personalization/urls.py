@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
+from django.views.defaults import page_not_found
+from django.views.defaults import server_error as html_server_error
 from django.views.generic import RedirectView
 
 from .api.errors import JSON_PREFIXES, json_404, json_500
@@ -37,7 +39,6 @@ handler500 = "personalization.urls.server_error"
 def not_found(request, exception=None):  # type: ignore[no-untyped-def]
     if request.path.startswith(JSON_PREFIXES):
         return json_404(request, exception)
-    from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
 
@@ -45,6 +46,5 @@ def not_found(request, exception=None):  # type: ignore[no-untyped-def]
 def server_error(request):  # type: ignore[no-untyped-def]
     if request.path.startswith(JSON_PREFIXES):
         return json_500(request)
-    from django.views.defaults import server_error as html_server_error
 
     return html_server_error(request)

@@ -14,13 +14,12 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from consent import services as consent_services
+from personalization.cache import reset_all
 from personalization.models import Property
 from personalization.permissions import role_grant
-from personalization.services.properties import property_create
+from tests.factories import ALL_PURPOSES, ConsentFactory, PropertyFactory
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
-ALL_PURPOSES = {"analytics": True, "personalization": True, "granular_tracking": True}
 
 
 def needs(condition: bool, reason: str) -> None:
@@ -61,19 +60,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
     """Row ids are reused between tests: caches keyed by id must not leak across them."""
-    from django.core.cache import cache
-
-    from consent import selectors as consent_selectors
-    from personalization import config_version, hotstate, ruleset
-    from personalization.services import keys
-
-    cache.clear()  # with Redis, FLUSHDB: also the engine's hot state and pending decision log
-    ruleset._compiled.clear()
-    config_version._versions.clear()
-    consent_selectors._current.clear()
-    consent_selectors._by_id.clear()
-    hotstate._down_until = 0.0
-    keys._memo.clear()
+    reset_all()  # with Redis, FLUSHDB: also the engine's hot state and pending decision log
 
 
 @dataclass
@@ -91,12 +78,12 @@ class Shop:
 @pytest.fixture
 def make_shop(db: Any) -> Callable[..., Shop]:
     def make(name: str = "Shop", origins: list[str] | None = None, **kwargs: Any) -> Shop:
-        prop, keys = property_create(
+        prop = PropertyFactory(
             name=name,
             origins=origins if origins is not None else ["https://shop.example"],
             **kwargs,
         )
-        return Shop(prop=prop, pk=keys["publishable"], sk=keys["secret"])
+        return Shop(prop=prop, pk=prop.raw_keys["publishable"], sk=prop.raw_keys["secret"])
 
     return make
 
@@ -109,12 +96,10 @@ def shop(make_shop: Callable[..., Shop]) -> Shop:
 @pytest.fixture
 def consent(db: Any) -> Callable[..., None]:
     def grant(prop: Property, visitor_id: str, purposes: dict[str, bool] | None = None) -> None:
-        consent_services.consent_record(
+        ConsentFactory(
             property_id=prop.pk,
             visitor_id=visitor_id,
-            policy_version=1,
             purposes=ALL_PURPOSES if purposes is None else purposes,
-            method="banner",
         )
 
     return grant

@@ -7,17 +7,16 @@ from typing import Any
 
 from django.utils import timezone
 
-from personalization import signals
+from personalization import visitor_state
 from personalization.models import (
     Adjustment,
     Decision,
     Event,
-    Goal,
     PropensityModel,
     Property,
-    Session,
     Visitor,
 )
+from tests.factories import GoalFactory, SessionFactory, VisitorFactory
 from tests.targeting import slot
 
 # Three planted behaviours: (session seconds, scroll speed px/s, mobile, purchases, sessions)
@@ -32,7 +31,7 @@ def visitor_with(prop: Property, vid: str, persona: str, rng: random.Random) -> 
     """A visitor whose stored state is the persona's, with a little noise."""
     duration, speed, mobile, purchases, sessions = PERSONAS[persona]
     now = timezone.now()
-    v = signals.visitor_new()
+    v = visitor_state.visitor_new()
     v.update(
         sessions=sessions,
         bounced=0,
@@ -45,7 +44,7 @@ def visitor_with(prop: Property, vid: str, persona: str, rng: random.Random) -> 
         device_type="mobile" if mobile else "desktop",
         last_event_ts=now.timestamp(),
     )
-    s = signals.session_new(now - timedelta(hours=1), {})
+    s = visitor_state.session_new(now - timedelta(hours=1), {})
     noisy = duration * rng.uniform(0.85, 1.15)
     s.update(
         first_ts=now.timestamp() - 3600,
@@ -59,17 +58,8 @@ def visitor_with(prop: Property, vid: str, persona: str, rng: random.Random) -> 
         clicks=2,
         device_type="mobile" if mobile else "desktop",
     )
-    visitor = Visitor.objects.create(
-        property=prop, visitor_id=vid, first_seen=now, last_seen=now, state=v
-    )
-    Session.objects.create(
-        property=prop,
-        visitor=visitor,
-        session_id=f"s-{vid}",
-        started_at=now - timedelta(hours=1),
-        last_event_at=now,
-        state=s,
-    )
+    visitor = VisitorFactory(property=prop, visitor_id=vid, first_seen=now, state=v)
+    SessionFactory(visitor=visitor, started_at=now - timedelta(hours=1), last_event_at=now, state=s)
     return visitor
 
 
@@ -97,7 +87,7 @@ def decision_signals(mobile: bool, engaged: float) -> dict[str, Any]:
 def cta_model(prop: Property) -> PropensityModel:
     """A slot "cta" (default, b) and a model of "clicks the CTA within the hour"."""
     s = slot(prop, "cta", {"b": {"label": "Buy now"}})
-    goal = Goal.objects.create(
+    goal = GoalFactory(
         property=prop, key="cta-click", event_type="click", element_id="cta", window_hours=1
     )
     return PropensityModel.objects.create(

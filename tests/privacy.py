@@ -16,7 +16,6 @@ from django.db import models
 from django.db.models.functions import Cast
 
 from consent.models import PrivacyRequest
-from consent.services import consent_record
 from consent.services.access import export_build
 from consent.services.erasure import erasure_run
 from consent.services.requests import (
@@ -29,6 +28,7 @@ from personalization.models import Segment, SegmentMember, Slot, Survey
 from personalization.services.ingest import events_ingest
 from personalization.services.surveys import survey_create, survey_response_submit
 from tests.conftest import ALL_PURPOSES, Shop, make_event
+from tests.factories import ConsentFactory
 from tests.targeting import rule, slot
 
 TEXT_FIELDS = (models.CharField, models.TextField, models.JSONField)
@@ -51,13 +51,8 @@ def visitor_everywhere(shop: Shop, vid: str) -> None:
     their context too), a quarantined event, visitor and session signals, the decision log,
     rule counters, session budgets, a saved segment list, survey answers (the id in their
     free text too), and GPC evidence."""
-    consent_record(
-        property_id=shop.prop.pk,
-        visitor_id=vid,
-        policy_version=1,
-        purposes=ALL_PURPOSES,
-        method="banner",
-        ip="203.0.113.9",
+    ConsentFactory(
+        property_id=shop.prop.pk, visitor_id=vid, purposes=ALL_PURPOSES, ip="203.0.113.9"
     )
     context = {"url": f"https://shop.example/account?visitor={vid}", "user_agent": "Mozilla/5.0"}
     events_ingest(

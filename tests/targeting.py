@@ -1,19 +1,16 @@
-"""Builders for slots, variants and rules, through the same services staff use."""
+"""Builders for slots, variants and rules, through the same services staff use
+(``tests.factories``)."""
 
 from typing import Any
 
 from personalization.models import Property, Rule, Slot, Variant
-from personalization.services.rules import rule_save
+from tests.factories import RuleFactory, SlotFactory
 
 
 def slot(
     prop: Property, key: str, variants: dict[str, dict] | None = None, default: str = "default"
 ) -> Slot:
-    s = Slot.objects.create(property=prop, key=key, default_variant=default)
-    Variant.objects.create(slot=s, key=default, content={"text": f"{key} default"})
-    for name, content in (variants or {}).items():
-        Variant.objects.create(slot=s, key=name, content=content)
-    return s
+    return SlotFactory(property=prop, key=key, default_variant=default, variants=variants)
 
 
 def rule(
@@ -25,13 +22,11 @@ def rule(
     **fields: Any,
 ) -> Rule:
     s = Slot.objects.get(property=prop, key=slot_key)
-    r = Rule(
+    return RuleFactory(
         property=prop,
         key=key,
         slot=s,
         variant=Variant.objects.get(slot=s, key=variant_key),
         condition=condition or {},
-        status=fields.pop("status", "active"),
         **fields,
     )
-    return rule_save(rule=r)

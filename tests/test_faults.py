@@ -53,12 +53,14 @@ from personalization.models import (
 )
 from personalization.permissions import PRIVACY_OFFICERS
 from tests.conftest import ALL_PURPOSES, is_postgres, needs
+from tests.consent.test_privacy_worker import started, wait_for
+from tests.dashboard.test_dashboard_rollups import SHORT, Log
+from tests.dashboard.test_dashboard_rollups import (
+    known as known,
+)  # the rollups' known dataset (a fixture)
 from tests.learning import cta_model, log_answers
 from tests.privacy import media_root, raw_id, scan_db, scan_files, visitor_everywhere
 from tests.servers import production_env, suite_database_url
-from tests.test_dashboard_rollups import SHORT, Log
-from tests.test_dashboard_rollups import known as known  # the rollups' known dataset (a fixture)
-from tests.test_privacy_worker import started, wait_for
 
 PG_PORTS = range(55432, 55440)
 # What ``dashboard_rollups_task`` writes (retention has a task of its own).

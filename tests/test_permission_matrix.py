@@ -156,7 +156,8 @@ ROUTES: dict[str, Rule] = {
     "api-privacy-export": Rule(NOBODY),
     # …but experiment results, which staff who read dashboards may open.
     "api-experiment-results": Rule(MAS),
-    # OpenFeature's OFREP endpoints take the storefront's keys only (tests/test_ofrep.py).
+    # OpenFeature's OFREP endpoints take the storefront's keys only
+    # (tests/personalization/api/test_ofrep.py).
     "ofrep-flag": Rule(NOBODY, method="POST"),
     "ofrep-flags": Rule(NOBODY, method="POST"),
     "ofrep-configuration": Rule(NOBODY),

@@ -26,10 +26,10 @@ from django.utils import timezone
 from .. import registry
 from ..csv_safe import csv_cell
 from ..exceptions import DomainError
+from ..faults import fault_pause
 from ..hashing import visitor_key
 from ..models import AccessExport, ExportStatus, PrivacyRequest, RequestKind, RequestStatus
 from .audit import audit_record
-from .erasure import fault_pause
 from .requests import request_complete
 
 RUNNABLE = (RequestStatus.IN_PROGRESS, RequestStatus.EXTENDED)

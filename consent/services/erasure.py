@@ -18,7 +18,6 @@ clears the raw visitor id and contact from the request.
 """
 
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +29,8 @@ from django.utils import timezone
 
 from .. import registry
 from ..exceptions import DomainError
+from ..faults import fault_pause
+from ..hashing import visitor_key
 from ..models import (
     CLOSED_STATUSES,
     ErasureStep,
@@ -68,14 +69,6 @@ class ErasureIncomplete(Exception):
 
 def _batch_size() -> int:
     return int(getattr(settings, "PRIVACY_ERASE_BATCH", 1000))
-
-
-def fault_pause(setting: str = "PRIVACY_FAULT_PAUSE_SECONDS") -> None:
-    """Fault tests' hook (``PRIVACY_FAULT_PAUSE_SECONDS``, or the ``*_FAULT_PAUSE_SECONDS``
-    named): a window to kill the worker in. Always 0 in production."""
-    seconds = float(getattr(settings, setting, 0) or 0)
-    if seconds:
-        time.sleep(seconds)
 
 
 def erasure_plan(request: PrivacyRequest) -> list[ErasureStep]:
@@ -334,8 +327,6 @@ def requests_scrub(property_id: int, visitor_id: str) -> dict[str, int]:
     They already lost the raw id when they closed; the keyed hash stays (docs/CONTRACT.md).
     Open requests keep both until they close: the running erasure needs the id.
     """
-    from ..hashing import visitor_key
-
     n = (
         PrivacyRequest.objects.filter(
             property_id=property_id,

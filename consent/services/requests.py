@@ -247,7 +247,7 @@ def request_rerun(*, request: PrivacyRequest, user: Any) -> PrivacyRequest:
 
 
 def _enqueue(request: PrivacyRequest) -> None:
-    from .. import tasks
+    from .. import tasks  # noqa: PLC0415  a service enqueues its own sub-package's task (HackSoft's back-edge)
 
     if request.kind == RequestKind.ACCESS:
         export, _ = AccessExport.objects.get_or_create(request=request)

@@ -7,7 +7,7 @@ in a transaction. ``rollups_run`` runs the frequent kinds for a set of propertie
 
 from collections.abc import Iterable
 
-from consent.services.erasure import fault_pause
+from consent.faults import fault_pause
 from personalization.models import Property
 
 from .daily import rollup_consent, rollup_fates, rollup_segments

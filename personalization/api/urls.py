@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from . import views
+from . import consent, views
 from .adjustments import AdjustmentsView
 from .experiments import ExperimentResultsView
 from .surveys import SurveyResponsesView, SurveyView
@@ -10,9 +10,11 @@ urlpatterns = [
     path("events", views.EventsView.as_view(), name="api-events"),
     path("decide", views.DecideView.as_view(), name="api-decide"),
     path("adjustments", AdjustmentsView.as_view(), name="api-adjustments"),
-    path("consent-policy", views.ConsentPolicyView.as_view(), name="api-consent-policy"),
-    path("consent", views.ConsentView.as_view(), name="api-consent"),
-    path("consent/<str:visitor_id>", views.ConsentDetailView.as_view(), name="api-consent-detail"),
+    path("consent-policy", consent.ConsentPolicyView.as_view(), name="api-consent-policy"),
+    path("consent", consent.ConsentView.as_view(), name="api-consent"),
+    path(
+        "consent/<str:visitor_id>", consent.ConsentDetailView.as_view(), name="api-consent-detail"
+    ),
     path(
         "experiments/<slug:key>/results",
         ExperimentResultsView.as_view(),
@@ -27,13 +29,13 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its set-up script as a file: no inline script under the CSP.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("privacy-requests", views.PrivacyRequestsView.as_view(), name="api-privacy-requests"),
+    path("privacy-requests", consent.PrivacyRequestsView.as_view(), name="api-privacy-requests"),
     path(
         "privacy-requests/<uuid:request_id>",
-        views.PrivacyRequestDetailView.as_view(),
+        consent.PrivacyRequestDetailView.as_view(),
         name="api-privacy-request-detail",
     ),
     path(
-        "privacy-exports/<str:link>", views.PrivacyExportView.as_view(), name="api-privacy-export"
+        "privacy-exports/<str:link>", consent.PrivacyExportView.as_view(), name="api-privacy-export"
     ),
 ]

@@ -65,6 +65,8 @@ def fire(
             "session_id": claims.session_id,
             "decision_id": decision_id,
             "slot_key": claims.slot,
+            "source_key": claims.key,
+            "seconds_to_fire": _seconds_to_fire(claims, report, now),
             "created_at": now,
             "applied": False,
             "reason": "",
@@ -78,6 +80,17 @@ def fire(
             applied=applied, reason=reason or ""
         )
     return _outcome(applied, reason)
+
+
+def _seconds_to_fire(claims: plans.Claims, report: dict[str, Any], now: datetime) -> float:
+    """From the page-load decision (its token's expiry less the plan's lifetime) to the
+    firing (the page's ``fired_at`` when it is plausible, else the report's arrival)."""
+    offered = claims.expires_at - plans.PLAN_TTL.total_seconds()
+    fired = report.get("fired_at")
+    at = fired.timestamp() if isinstance(fired, datetime) else now.timestamp()
+    if not offered <= at <= now.timestamp() + 5:  # a page's clock far off: the arrival
+        at = now.timestamp()
+    return round(max(at - offered, 0.0), 3)
 
 
 def _outcome(applied: bool, reason: str | None) -> dict[str, Any]:

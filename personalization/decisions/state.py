@@ -36,7 +36,7 @@ from ..models import Adjustment, Property, RuleCounter, SessionBudget
 from ..models import Decision as DecisionRow
 from ..ruleset import CompiledRule
 from ..selectors import visitor_signals_get, visitor_states_get
-from ..signals import signals_for
+from ..visitor_state import signals_for
 from .answers import DecideRequest, ModelWin
 from .content import all_defaults, default_answer
 from .context import Decision

@@ -57,6 +57,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import guard_rails
+from ..cache import local_cache_register
 from ..db import _dumps, insert_returning_new, insert_rows
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,14 @@ _lock = threading.Lock()
 _clients: dict[str, tuple[redis.Redis, Any]] = {}
 _scripts: dict[str, tuple[Any, Any]] = {}
 _down_until = 0.0
+
+
+def _down_forget() -> None:
+    global _down_until
+    _down_until = 0.0
+
+
+local_cache_register("hotstate.down_until", _down_forget)
 
 
 class Unavailable(Exception):

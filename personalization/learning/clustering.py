@@ -23,7 +23,7 @@ from ..config_version import config_bump
 from ..exceptions import ApplicationError
 from ..models import Cluster, ClusterRun, RunStatus, Segment, Session, TrainingMember, Visitor
 from ..services.audit import AuditAction, audit_action
-from ..signals import signals_for
+from ..visitor_state import signals_for
 from . import features, privacy
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def cluster_run_create(
         created_by=user if getattr(user, "pk", None) else None,
     )
     if enqueue:
-        from .tasks import cluster_run_task
+        from .tasks import cluster_run_task  # noqa: PLC0415  a service enqueues its own sub-package's task (HackSoft's back-edge)
 
         transaction.on_commit(partial(cluster_run_task.delay, run.pk))
     return run
@@ -135,8 +135,8 @@ def dataset(property_id: int, window_days: int) -> tuple[list[str], np.ndarray]:
 
 
 def _fit(x: np.ndarray, k_min: int, k_max: int, on_k: Callable[[int], None]) -> tuple[Any, dict]:
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
+    from sklearn.cluster import KMeans  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
+    from sklearn.metrics import silhouette_score  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
 
     scores: dict[str, float] = {}
     best: Any = None
@@ -157,7 +157,7 @@ def _fit(x: np.ndarray, k_min: int, k_max: int, on_k: Callable[[int], None]) -> 
 
 def cluster_run_execute(*, run_id: int) -> ClusterRun:
     """Run (or rerun) a clustering. Bad input ends the run as failed with a clear message."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
 
     run = ClusterRun.objects.get(pk=run_id)
     run.status, run.started_at, run.progress, run.message = (

@@ -20,8 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import stats
+from ..hotstate import decision_log_flush
 from ..models import Adjustment, GoalKind, GuardrailCheck, Rule, RuleStatus
 from ..services.audit import AuditAction
+from ..services.experiments import goal_sums_split
 from ..services.rules import rule_status_set
 
 LOOKBACK = timedelta(days=30)
@@ -42,9 +44,6 @@ class Samples:
 def guardrail_samples(rule: Rule, now: datetime) -> Samples:
     """The rule's visitors and the default's visitors in the slot, with the guardrail goal's
     value after each one's first answer there."""
-    from ..hotstate import decision_log_flush
-    from ..services.experiments import goal_sums_split
-
     decision_log_flush()  # decisions still pending in Redis belong to the evidence
     goal = rule.guardrail
     assert goal is not None

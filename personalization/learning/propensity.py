@@ -25,10 +25,11 @@ from django.db.models import Max
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
-from consent.services.erasure import fault_pause
+from consent.faults import fault_pause
 
 from ..config_version import config_bump
 from ..exceptions import ApplicationError
+from ..hotstate import decision_log_flush
 from ..models import (
     Adjustment,
     Decision,
@@ -41,6 +42,7 @@ from ..models import (
     VersionStatus,
 )
 from ..services.audit import AuditAction, audit_action
+from ..services.experiments import Exposure, _value_python
 from . import features, privacy
 
 logger = logging.getLogger(__name__)
@@ -88,9 +90,6 @@ def feature_names(variants: list[str]) -> list[str]:
 
 def training_set(model: PropensityModel, now: datetime | None = None) -> TrainingSet:
     """The slot's logged answers in the window whose goal window has closed, labelled."""
-    from ..hotstate import decision_log_flush
-    from ..services.experiments import Exposure, _value_python
-
     decision_log_flush()  # decisions still pending in Redis are part of the log
     now = now or timezone.now()
     goal = model.goal
@@ -165,11 +164,11 @@ def check_trainable(data: TrainingSet, min_rows: int) -> None:
 
 def fit(data: TrainingSet) -> dict[str, Any]:
     """Fit on three quarters, measure on the held-out quarter."""
-    from sklearn.calibration import calibration_curve
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.inspection import permutation_importance
-    from sklearn.metrics import brier_score_loss, roc_auc_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.calibration import calibration_curve  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
+    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
+    from sklearn.inspection import permutation_importance  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
+    from sklearn.metrics import brier_score_loss, roc_auc_score  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
 
     x_train, x_test, y_train, y_test = train_test_split(
         data.x, data.y, test_size=HOLDOUT, random_state=SEED, stratify=data.y
@@ -209,7 +208,7 @@ def fit(data: TrainingSet) -> dict[str, Any]:
 
 
 def artifact_dump(estimator: Any, names: list[str], variants: list[str]) -> tuple[bytes, str]:
-    import joblib
+    import joblib  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
 
     buffer = io.BytesIO()
     joblib.dump({"estimator": estimator, "features": names, "variants": variants}, buffer)
@@ -218,14 +217,14 @@ def artifact_dump(estimator: Any, names: list[str], variants: list[str]) -> tupl
 
 
 def artifact_load(raw: bytes | memoryview) -> dict[str, Any]:
-    import joblib
+    import joblib  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
 
     return dict(joblib.load(io.BytesIO(bytes(raw))))
 
 
 def _baseline_auc(current: ModelVersion | None, fitted: dict, variants: list[str]) -> float:
     """The promoted version's AUC on the new held-out rows (its own, if inputs differ)."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # noqa: PLC0415  scikit-learn loads only where a model is trained or read
 
     if current is None:
         return 0.5  # a constant prediction
@@ -283,7 +282,7 @@ def version_start(
             details={"version": version.version},
         )
         if enqueue:
-            from .tasks import model_train_task
+            from .tasks import model_train_task  # noqa: PLC0415  a service enqueues its own sub-package's task (HackSoft's back-edge)
 
             transaction.on_commit(partial(model_train_task.delay, version.pk))
     return version

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from ..conditions import namespace_keys
 from ..models import ModelVersion, PropensityModel, VersionStatus
 from . import features
+from .propensity import artifact_load
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +183,6 @@ def _forest(model: CompiledModel) -> Forest | None:
     found = _forests.get(model.digest, _MISSING)
     if found is not _MISSING:
         return found  # type: ignore[return-value]
-    from .propensity import artifact_load
-
     forest = None
     try:
         raw = (

@@ -357,6 +357,9 @@ class LiveFiring(models.Model):
     session_id = models.CharField(max_length=128)
     decision_id = models.UUIDField()
     slot_key = models.CharField(max_length=64)
+    # The rule whose entry fired, and how long after the page-load decision it fired.
+    source_key = models.CharField(max_length=64, blank=True)
+    seconds_to_fire = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField()
     applied = models.BooleanField(default=False)
     reason = models.CharField(max_length=32, blank=True)
@@ -365,7 +368,10 @@ class LiveFiring(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["decision_id", "slot_key"], name="live_firing_once")
         ]
-        indexes = [models.Index(fields=["property", "visitor_id"], name="live_firing_visitor")]
+        indexes = [
+            models.Index(fields=["property", "visitor_id"], name="live_firing_visitor"),
+            models.Index(fields=["property", "source_key"], name="live_firing_source"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.decision_id}/{self.slot_key}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -755,8 +756,6 @@ def rollout_kill(*, rollout: Rollout, user: Any = None) -> Rollout:
 def rollout_guardrail_check(*, rollout: Rollout, now: datetime | None = None) -> bool:
     """Halt the ramp when the guardrail goal is significantly worse for the rollout's
     visitors than for the others; record the evidence and mail the owner. True if halted."""
-    from django.core.mail import send_mail
-
     if rollout.status != RolloutStatus.ACTIVE or rollout.guardrail is None:
         return False
     now = now or timezone.now()

@@ -9,7 +9,6 @@ import copy
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -17,13 +16,13 @@ from typing import Any, TypeVar
 import fastjsonschema
 from django.conf import settings
 from django.core.cache import cache
-from django.db import OperationalError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from consent import selectors as consent_selectors
 from consent import services as consent_services
 
-from .. import event_schemas, hotstate, schema_patterns, signals
+from .. import event_schemas, hotstate, schema_patterns, visitor_state
 from ..db import (
     from_db_datetime,
     from_db_json,
@@ -44,6 +43,7 @@ from ..models import (
     Session,
     Visitor,
 )
+from ..transactions import atomic_retrying
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -320,26 +320,6 @@ def events_ingest(
     return atomic_retrying(store)
 
 
-DEADLOCK_ATTEMPTS = 3
-RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
-
-
-def atomic_retrying(work: Callable[[], T]) -> T:
-    """Run ``work`` in a transaction; rerun it whole when the database picked it as a
-    deadlock victim (it then changed nothing), instead of failing the request."""
-    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
-        try:
-            with transaction.atomic():
-                return work()
-        except OperationalError as exc:
-            sqlstate = getattr(exc.__cause__, "sqlstate", None)
-            nested = connection.in_atomic_block
-            if sqlstate not in RETRYABLE_SQLSTATES or nested or attempt == DEADLOCK_ATTEMPTS:
-                raise
-            logger.info("ingest transaction retried after %s (attempt %d)", sqlstate, attempt)
-    raise AssertionError("unreachable")
-
-
 @dataclass
 class ReplayResult:
     stored: int = 0
@@ -495,7 +475,7 @@ def _store(
 
 def _visitors_locked(prop: Property, items: list[Prepared]) -> dict[str, VisitorRow]:
     """Create missing visitors and lock all of the batch's visitors, in sorted order."""
-    fresh = signals.visitor_new()
+    fresh = visitor_state.visitor_new()
     seen: dict[str, tuple[datetime, datetime]] = {}
     for p in items:
         first, last = seen.get(p.visitor_id, (p.timestamp, p.timestamp))
@@ -566,7 +546,7 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
         if (
             session is None
             or session.ended_at is not None
-            or signals.session_expired(session.last_event_at, p.timestamp, timeout)
+            or visitor_state.session_expired(session.last_event_at, p.timestamp, timeout)
         ):
             session = SessionRow(
                 pk=None,
@@ -575,15 +555,15 @@ def _fold_signals(prop: Property, stored: list[Prepared], visitors: dict[str, Vi
                 started_at=p.timestamp,
                 last_event_at=p.timestamp,
                 ended_at=None,
-                state=signals.session_new(p.timestamp, p.context),
+                state=visitor_state.session_new(p.timestamp, p.context),
             )
-            signals.visitor_open_session(visitor.state, session.state, p.timestamp)
+            visitor_state.visitor_open_session(visitor.state, session.state, p.timestamp)
             current[key] = session
             new_sessions.append(session)
             latest.setdefault(key, []).append(session)
         elif session.pk is not None:
             touched[session.pk] = session
-        signals.apply_event(
+        visitor_state.apply_event(
             visitor.state, session.state, p.type, p.timestamp, p.properties, p.context
         )
         session.started_at = min(session.started_at, p.timestamp)

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from ..cache import local_cache_register
 from ..models import ApiKey, ApiKeyKind, Property
 from .audit import AuditAction, audit_action
 
@@ -65,6 +66,7 @@ def api_key_revoke(*, key: ApiKey, user: Any = None) -> ApiKey:
 # time with the key), so a revocation is still seen everywhere within that time, and most
 # requests need no cache round trip.
 _memo: dict[str, tuple[float, ApiKey]] = {}
+local_cache_register("keys.memo", _memo.clear)
 MEMO_MAX = 10_000
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from .. import signals
+from .. import visitor_state
 from ..conditions import compile_condition
 from ..models import Event, Rule, RuleStatus
 
@@ -66,7 +66,7 @@ def rule_replay(*, rule: Rule, days: int = 7, now: datetime | None = None) -> Re
             break
         report.events += 1
         if vid != visitor_key:
-            visitor_key, v_state, s_state, applied = vid, signals.visitor_new(), None, []
+            visitor_key, v_state, s_state, applied = vid, visitor_state.visitor_new(), None, []
         new_session = (
             s_state is None or sid != session_id or (last_ts is not None and ts - last_ts > timeout)
         )
@@ -77,10 +77,10 @@ def rule_replay(*, rule: Rule, days: int = 7, now: datetime | None = None) -> Re
             matched_session = False
             session_count = 0
             session_id = sid
-            s_state = signals.session_new(ts, context or {})
-            signals.visitor_open_session(v_state, s_state, ts)
+            s_state = visitor_state.session_new(ts, context or {})
+            visitor_state.visitor_open_session(v_state, s_state, ts)
         assert s_state is not None
-        signals.apply_event(v_state, s_state, kind, ts, props or {}, context or {})
+        visitor_state.apply_event(v_state, s_state, kind, ts, props or {}, context or {})
         last_ts = ts
         if kind != "page_view":
             continue
@@ -90,7 +90,7 @@ def rule_replay(*, rule: Rule, days: int = 7, now: datetime | None = None) -> Re
             "id": vid,
             "url": (context or {}).get("url", ""),
             "context": context or {},
-            **signals.signals_for(v_state, s_state, ts),
+            **visitor_state.signals_for(v_state, s_state, ts),
         }
         if not condition(attrs):
             continue

@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.db import transaction
+from django.utils.dateparse import parse_datetime
 
 from ..exceptions import ApplicationError
 from ..models import Rule, RuleStatus, RuleVersion
@@ -73,8 +74,6 @@ def rule_restore(*, rule: Rule, version: int, user: Any = None) -> Rule:
     old = RuleVersion.objects.filter(rule=rule, version=version).first()
     if old is None:
         raise ApplicationError("unknown_version", f"Rule {rule.key} has no version {version}.")
-    from django.utils.dateparse import parse_datetime
-
     for name, value in old.snapshot.items():
         if name in ("starts_at", "ends_at") and value:
             value = parse_datetime(value)

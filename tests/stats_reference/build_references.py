@@ -12,7 +12,8 @@ Rerun (needs Python 3.11 and access to PyPI; about a minute)::
     python3.11 tests/stats_reference/build_references.py
     # options: --venv DIR (default /tmp/gbstats-venv), --python EXE (default python3.11)
 
-then review the diff of ``expected.json`` and run ``tests/test_stats.py``. To move
+then review the diff of ``expected.json`` and run
+``tests/personalization/experiments/test_stats.py``. To move
 to another gbstats, change ``PINS`` below; gbstats's own source is the spec for
 what it computes (``gbstats/frequentist/tests.py``, ``gbstats/bayesian/tests.py``,
 ``gbstats/models/statistics.py``).
