@@ -18,10 +18,16 @@ calls them; everything that needs to know the names reads it:
 top level by their own names (``plan``, ``company.size`` for a nested OFREP object) and as
 ``context.attributes.<path>``. Their names cannot be known here, so any path whose first
 segment is not one of the catalogue's namespaces (``id``, ``url``, ``context``, ``session``,
-``visitor``, ``segments``, ``segment``, ``model``, ``slot``) is a storefront attribute of any
-type, accepted as it is, except a dotted one within a typo of a catalogue name
+``visitor``, ``segments``, ``segment``, ``model``, ``slot``, ``page``) is a storefront
+attribute of any type, accepted as it is, except a dotted one within a typo of a catalogue name
 (``sesion.duration_s``), refused like an unknown one. Paths under a namespace must be
 declared; an index into a list attribute (``session.path.0``) is allowed too.
+
+**Page-side attributes.** The ``page`` provider (``page.scroll_speed`` …) is marked
+``page_side``: its signals are measured by the tracker inside the open page and the server
+never has their values. The engine does not call it; decide reduces a condition by what the
+server knows (:func:`~personalization.conditions.partial_condition`) and hands the ``page.*``
+part to the page. Each page attribute also says how the tracker measures it (``measurement``).
 
 A new kind of attribute is one more provider here (and its rows in the README's table).
 """
@@ -62,18 +68,24 @@ class Attribute:
     type: str
     unit: str
     description: str
+    # How a page-side attribute is measured in the browser (the tracker's live module).
+    measurement: str = ""
 
     @property
     def is_pattern(self) -> bool:
         return "<" in self.name
 
-    def entry(self) -> dict[str, str]:
-        return {
+    def entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
             "name": self.name,
             "type": self.type,
             "unit": self.unit,
             "description": self.description,
         }
+        if self.measurement:
+            entry["measurement"] = self.measurement
+            entry["page_side"] = True
+        return entry
 
 
 Provide = Callable[[dict[str, Any], "DecideRequest", dict, "RuleSet", "Property", datetime], None]
@@ -86,6 +98,10 @@ class Provider:
     attributes: tuple[Attribute, ...] = ()
     # Whether paths it does not declare are allowed (the storefront's own attributes).
     free_form: bool = False
+    # Page-side: measured by the tracker inside the open page, never known to the server at
+    # decide. The engine does not call such a provider; decide reduces a condition by what it
+    # knows and leaves the page-side part for the page (conditions.partial_condition).
+    page_side: bool = False
 
     def provide(
         self,
@@ -468,6 +484,105 @@ class SlotMetricsProvider(Provider):
             attributes["slot"] = live.slot_metrics(prop.pk, metric_slots, now)
 
 
+class PageProvider(Provider):
+    """Page signals: measured by the tracker's live module (``tracker-live.js``) in the open
+    page, only while ``personalization`` or ``granular_tracking`` is granted, kept in memory.
+    The server has no values for them: a condition reading them is a *live rule*, whose
+    ``page.*`` part the page evaluates (docs/CONTRACT.md, "Live in-page adjustments")."""
+
+    namespace = "page"
+    page_side = True
+    attributes = tuple(
+        Attribute(*row)
+        for row in [
+            (
+                "page.scroll_speed",
+                "number",
+                "px/s",
+                "Live, in the page: vertical pixels scrolled (either way) in the last second.",
+                "Each scroll event adds |scrollY - previous scrollY| with its time; the value is "
+                "the sum over the last 1,000 ms, per second, so 0 a second after scrolling stops.",
+            ),
+            (
+                "page.scroll_depth",
+                "number",
+                "percent 0..100",
+                "Live, in the page: deepest point the viewport's bottom edge reached, percent.",
+                "max over the page view of round((scrollY + innerHeight) * 100 / "
+                "documentElement.scrollHeight), at most 100; read at load and on each scroll.",
+            ),
+            (
+                "page.dwell_s",
+                "number",
+                "seconds",
+                "Live, in the page: whole seconds the page has been visible since it loaded.",
+                "Time since load with the document visible (visibilitychange pauses it), "
+                "floored to whole seconds; updated four times a second.",
+            ),
+            (
+                "page.idle_s",
+                "number",
+                "seconds",
+                "Live, in the page: whole seconds since the visitor's last input.",
+                "Time since the last pointermove, pointerdown, keydown, wheel, touchstart or "
+                "scroll (since load before any), floored to whole seconds.",
+            ),
+            (
+                "page.exit_intent",
+                "boolean",
+                "",
+                "Live, in the page: the visitor made to leave (true from then on).",
+                "The pointer left the document through its top edge (mouseout with no "
+                "relatedTarget and clientY <= 0) or, on a touch screen (pointer: coarse), an "
+                "upward scroll of 1,500 px or more within one second.",
+            ),
+            (
+                "page.section_visible_s.<section>",
+                "number",
+                "seconds",
+                "Live, in the page: whole seconds the section <section> was visible.",
+                "IntersectionObserver on each [data-section]: counted while half of it (or half "
+                "the viewport) shows and the page is visible, summed over the page view.",
+            ),
+            (
+                "page.clicks",
+                "number",
+                "count",
+                "Live, in the page: clicks anywhere in the page during this page view.",
+                "Each click event on the document (any element, banner included) adds one.",
+            ),
+            (
+                "page.rage_clicks",
+                "number",
+                "count",
+                "Live, in the page: bursts of 3 or more clicks within 1 s and 30 px.",
+                "A click within 1,000 ms and 30 px of the burst's first click extends the burst; "
+                "a burst counts once, when its third click lands.",
+            ),
+            (
+                "page.activity_trend",
+                "number",
+                "-1..1",
+                "Live, in the page: activity of the last 30 s against the page view's own rate.",
+                "Active seconds (any input in that second) among the last 30, a = share, "
+                "against the share since load, b: (a - b) / max(a, b), 0 when both are 0 and "
+                "during the first 30 s; falling activity is negative.",
+            ),
+        ]
+    )
+
+    def provide(
+        self,
+        attributes: dict[str, Any],
+        request: DecideRequest,
+        signals: dict,
+        ruleset: RuleSet,
+        prop: Property,
+        now: datetime,
+    ) -> None:
+        """Nothing: the server never has page signals (the engine does not call this)."""
+
+
 def _pattern(name: str) -> re.Pattern[str]:
     parts = [
         (".+" if part == "<path>" else "[^.]+") if part.startswith("<") else re.escape(part)
@@ -501,8 +616,12 @@ class Catalogue:
         self.patterns = [(_pattern(a.name), a) for a in declared if a.is_pattern]
         self.roots = frozenset(name.split(".", 1)[0] for name in names)
         self.storefront = next(a for p in self.providers if p.free_form for a in p.attributes)
+        # The namespaces only the page knows: decide defers their clauses to the page.
+        self.page_side = tuple(p.namespace for p in self.providers if p.page_side)
         # Bound once: the engine's loop makes no allocation of its own per decision.
-        self.provides: tuple[Provide, ...] = tuple(p.provide for p in self.providers)
+        self.provides: tuple[Provide, ...] = tuple(
+            p.provide for p in self.providers if not p.page_side
+        )
 
     def attributes(self) -> list[Attribute]:
         return [a for p in self.providers for a in p.attributes]
@@ -567,6 +686,10 @@ class Catalogue:
         """The catalogue's closest names to ``path`` (patterns filled in with its keys)."""
         return self._close(path, SUGGEST_CUTOFF)
 
+    def is_page_side(self, path: str) -> bool:
+        """Whether ``path`` reads a page-side attribute (``page.scroll_speed`` …)."""
+        return path.split(".", 1)[0] in self.page_side
+
     def builder_entries(self) -> list[dict[str, str]]:
         """What the condition builder offers: every declared name, with unit and meaning."""
         return [a.entry() for p in self.providers if not p.free_form for a in p.attributes]
@@ -588,6 +711,7 @@ CATALOGUE = Catalogue(
         ModelProvider(),
         SegmentProvider(),
         SlotMetricsProvider(),
+        PageProvider(),
     ]
 )
 

@@ -296,6 +296,7 @@ def test_catalogue__every_declaration__typed_with_a_description():
         "model",
         "segment",
         "slot",
+        "page",
     ]
     names = [a.name for a in attributes]
     assert len(names) == len(set(names))
