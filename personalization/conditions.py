@@ -25,6 +25,8 @@ search.
 
 Evaluate a rule many times through :func:`compile_condition`; :func:`eval_condition` compiles on
 every call. :func:`validate_condition` explains what is wrong with a condition before it is saved.
+:func:`compile_partial` / :func:`partial_condition` reduce a condition by the attributes known
+now and leave the rest (``page.*``, measured in the open page) as a residual condition.
 """
 
 from __future__ import annotations
@@ -48,12 +50,16 @@ __all__ = [
     "REGEX_TIMEOUT_SECONDS",
     "Clause",
     "CompiledCondition",
+    "PartialCondition",
+    "PartialResult",
     "PreparedGroup",
     "compile_condition",
+    "compile_partial",
     "condition_clauses",
     "condition_paths",
     "eval_condition",
     "namespace_keys",
+    "partial_condition",
     "prepare_saved_groups",
     "render_location",
     "validate_condition",
@@ -1297,3 +1303,184 @@ def validate_condition(condition: Any, *, known_groups: Collection[str] | None =
     validator = _Validator(known_groups)
     validator.condition(condition, ())
     return validator.problems
+
+
+# --- Partial evaluation: what the server knows now, the rest for the page ----------------------
+#
+# A live rule's condition mixes attributes the server has at decide (session, visitor, segments
+# …) with ones only the open page measures (``page.*``). Partial evaluation reduces the condition
+# by the server's values: the result is True or False when the server's part settles it, or a
+# *residual* condition that reads only the deferred attributes and that, evaluated on the page's
+# values, gives exactly what the whole condition gives with both sides known. Logic is simplified
+# as it reduces: a false clause sinks an ``$and`` and drops out of an ``$or``, a true one the
+# other way round, ``$not`` and ``$nor`` flip; a residual is never more than the deferred clauses
+# under the logic that still matters. A sub-condition that reads no deferred attribute is
+# compiled whole (the same matcher as :func:`compile_condition`), and one that reads only
+# deferred attributes is its own residual, returned as written.
+
+Residual: TypeAlias = dict[str, Any]
+PartialResult: TypeAlias = bool | Residual
+_PartialMatcher: TypeAlias = Callable[[Any, SavedGroups], PartialResult]
+
+
+def _junction(results: Iterable[PartialResult], key: str, decisive: bool) -> PartialResult:
+    """``$and`` (a False result is decisive) or ``$or`` (a True one is) over partial results:
+    the decisive answer settles it, the other drops out, residuals are kept under ``key``."""
+    residuals: list[Residual] = []
+    for result in results:
+        if result is decisive:
+            return decisive
+        if not isinstance(result, bool):
+            residuals.append(result)
+    if not residuals:
+        return not decisive
+    return residuals[0] if len(residuals) == 1 else {key: residuals}
+
+
+def _and_results(results: Iterable[PartialResult]) -> PartialResult:
+    return _junction(results, "$and", False)
+
+
+def _or_results(results: Iterable[PartialResult]) -> PartialResult:
+    return _junction(results, "$or", True)
+
+
+def _not_result(result: PartialResult) -> PartialResult:
+    if isinstance(result, bool):
+        return not result
+    return {"$not": result}
+
+
+def _nor_results(results: Iterable[PartialResult]) -> PartialResult:
+    either = _or_results(results)
+    if isinstance(either, dict) and list(either) == ["$or"]:
+        return {"$nor": either["$or"]}
+    return _not_result(either)
+
+
+def _well_formed(condition: Any) -> bool:
+    """Whether :class:`_Compiler` evaluates this level of ``condition`` at all (it fails closed
+    on a non-object, a non-string key, a logic operator given the wrong shape)."""
+    if not isinstance(condition, Mapping):
+        return False
+    for key, argument in condition.items():
+        if key in ("$or", "$nor", "$and") and not _is_array(argument):
+            return False
+        if (key == "$not" and not isinstance(argument, Mapping)) or not isinstance(key, str):
+            return False
+    return True
+
+
+class _PartialCompiler:
+    def __init__(self, deferred: Callable[[str], bool], regex_timeout: float | None) -> None:
+        self.deferred = deferred
+        self.compiler = _Compiler(regex_timeout)
+
+    def reads_deferred(self, condition: Any) -> bool:
+        return any(self.deferred(path) for path in condition_paths(condition))
+
+    def reads_known(self, condition: Any) -> bool:
+        return any(not self.deferred(path) for path in condition_paths(condition))
+
+    def condition(self, condition: Any) -> _PartialMatcher:
+        if not self.reads_deferred(condition) or not _well_formed(condition):
+            whole = self.compiler.condition(condition)
+
+            def known(attributes: Any, saved_groups: SavedGroups) -> PartialResult:
+                return whole(attributes, saved_groups)
+
+            return known
+        if not self.reads_known(condition):
+            residual = dict(condition)
+
+            def deferred(attributes: Any, saved_groups: SavedGroups) -> PartialResult:
+                return residual
+
+            return deferred
+        parts = [self.entry(key, argument) for key, argument in condition.items()]
+
+        def mixed(attributes: Any, saved_groups: SavedGroups) -> PartialResult:
+            return _and_results(part(attributes, saved_groups) for part in parts)
+
+        return mixed
+
+    def entry(self, key: str, argument: Any) -> _PartialMatcher:
+        """One key of a condition object: a logic operator or one attribute's clause."""
+        if key in ("$and", "$or", "$nor"):
+            branches = [self.condition(branch) for branch in argument]
+            if not branches:
+                # As compiled: an empty $and or $or passes, so an empty $nor fails.
+                settled = key != "$nor"
+
+                def empty(attributes: Any, saved_groups: SavedGroups) -> PartialResult:
+                    return settled
+
+                return empty
+            combine = {"$and": _and_results, "$or": _or_results, "$nor": _nor_results}[key]
+
+            def logic(attributes: Any, saved_groups: SavedGroups) -> PartialResult:
+                return combine(branch(attributes, saved_groups) for branch in branches)
+
+            return logic
+        if key == "$not":
+            inner = self.condition(argument)
+
+            def negated(attributes: Any, saved_groups: SavedGroups) -> PartialResult:
+                return _not_result(inner(attributes, saved_groups))
+
+            return negated
+        # One attribute's clause: it reads either a deferred attribute or a known one.
+        return self.condition({key: argument})
+
+
+class PartialCondition:
+    """A condition compiled for partial evaluation; call it with the known attributes."""
+
+    __slots__ = ("_matcher", "condition")
+
+    def __init__(self, condition: Any, matcher: _PartialMatcher) -> None:
+        self.condition = condition
+        self._matcher = matcher
+
+    def __call__(
+        self, attributes: Mapping[str, Any], saved_groups: SavedGroups | None = None
+    ) -> PartialResult:
+        return self._matcher(attributes, _EMPTY_GROUPS if saved_groups is None else saved_groups)
+
+    def __repr__(self) -> str:
+        return f"PartialCondition({self.condition!r})"
+
+
+def _deferring(prefix: str) -> Callable[[str], bool]:
+    root = prefix.rstrip(".")
+
+    def deferred(path: str) -> bool:
+        return path == root or path.startswith(prefix)
+
+    return deferred
+
+
+def compile_partial(
+    condition: Mapping[str, Any],
+    *,
+    deferred_prefix: str = "page.",
+    regex_timeout: float | None = REGEX_TIMEOUT_SECONDS,
+) -> PartialCondition:
+    """Compile `condition` for partial evaluation: the attributes under `deferred_prefix`
+    (``page.*`` by default) are left for later, everything else is evaluated when called.
+    Never raises; malformed parts fail closed as in :func:`compile_condition`."""
+    compiler = _PartialCompiler(_deferring(deferred_prefix), regex_timeout)
+    return PartialCondition(condition, compiler.condition(condition))
+
+
+def partial_condition(
+    condition: Mapping[str, Any],
+    attributes: Mapping[str, Any],
+    saved_groups: SavedGroups | None = None,
+    *,
+    deferred_prefix: str = "page.",
+) -> PartialResult:
+    """`condition` reduced by `attributes`: True or False when the known attributes settle it,
+    else a residual condition reading only the attributes under `deferred_prefix`, such that
+    evaluating it on those gives what evaluating `condition` on all of them gives."""
+    return compile_partial(condition, deferred_prefix=deferred_prefix)(attributes, saved_groups)
