@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.tracker_size            # print the table
     .venv/bin/python -m benchmarks.tracker_size --terser   # also minify with terser (npx, Node)
 
-The budget is "under 15 KB minified" for tracker.js, the file every page loads. Minified means
+The budget is "at most 16 KB minified" for tracker.js, the file every page loads (issue 17 raised
+it from 15 KB for the hook that loads the live part). Minified means
 what terser (-c -m) makes of it, measured when Node is at hand (``--terser``). Without a
 JavaScript toolchain, ``strip`` below removes comments and indentation only (no renaming), which
 is what the test suite's size guard measures: its gzip size tracks terser's output closely
@@ -20,8 +21,14 @@ import tempfile
 from pathlib import Path
 
 STATIC = Path(__file__).resolve().parent.parent / "personalization" / "static" / "personalization"
-FILES = ["tracker.js", "tracker-banner.js", "tracker-items.js", "tracker-survey.js"]
-BUDGET_BYTES = 15 * 1000
+FILES = [
+    "tracker.js",
+    "tracker-banner.js",
+    "tracker-items.js",
+    "tracker-survey.js",
+    "tracker-live.js",
+]
+BUDGET_BYTES = 16 * 1000
 
 _IDENT = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 _REGEX_AFTER = set("(,=:[!&|?{};+-*%<>~^")
@@ -184,7 +191,7 @@ def main() -> None:
         print(" | ".join(str(row[c]) if row[c] is not None else "-" for c in cols))
     core = rows[0]["terser"]
     if isinstance(core, int):
-        verdict = "within" if core < BUDGET_BYTES else "OVER"
+        verdict = "within" if core <= BUDGET_BYTES else "OVER"
         print(f"tracker.js minified: {core} bytes, {verdict} the {BUDGET_BYTES}-byte budget")
 
 

@@ -281,6 +281,8 @@
         try { applySlot(e, key, answer, d.decision_id); } catch (err) { warn('slot' + key, `slot ${key} left as is: ${err}`); }
       }
     }
+    // A plan of live entries: the live part (signals, evaluator) loads only then.
+    d.live?.[0] && part('live').then(run => run?.(d));
     emit('decision', d);
   }
   const TIMING = ['delay_ms', 'suppress', 'show', 'strategy'];
@@ -547,7 +549,7 @@
 
   // What the on-demand parts may use.
   const core = {
-    h, on, warn, cut, obj, send, problem, track, choose, put, gpc, GPC, tag, attr,
+    h, on, warn, cut, obj, send, problem, track, choose, put, gpc, GPC, tag, attr, applySlot,
     policy: () => policy, visitor: () => vid, session: () => session(true).id
   };
   const all = value => Object.fromEntries((policy?.purposes || []).map(p => [p.key, value]));

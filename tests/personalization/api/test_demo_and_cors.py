@@ -22,7 +22,13 @@ from tests.conftest import make_event
 
 ROOT = Path(__file__).resolve().parents[3]
 STATIC = ROOT / "personalization" / "static" / "personalization"
-TRACKER_FILES = ["tracker.js", "tracker-banner.js", "tracker-items.js", "tracker-survey.js"]
+TRACKER_FILES = [
+    "tracker.js",
+    "tracker-banner.js",
+    "tracker-items.js",
+    "tracker-survey.js",
+    "tracker-live.js",
+]
 
 
 @pytest.fixture
@@ -180,14 +186,18 @@ def test_tracker_files__served_as_static__core_and_parts():
 
 
 def test_tracker_script__size__within_budget():
-    # The budget is "under 15 KB minified" (terser; benchmarks/tracker_size.py --terser measures
-    # it, benchmarks/RESULTS.md records it). The guard here needs no JavaScript toolchain: the
-    # core script without comments and indentation, gzipped, under 8 KB, which is about where
-    # its minified size would pass 15 KB.
+    # The budget is "at most 16 KB minified" (terser; benchmarks/tracker_size.py --terser
+    # measures it, benchmarks/RESULTS.md records it; issue 17 raised it from 15 KB for the hook
+    # that loads the live part). The guard here needs no JavaScript toolchain: the core script
+    # without comments and indentation, gzipped, under 8,500 bytes, which is about where its
+    # minified size would pass 16 KB (the ratio of the two has stayed near 0.533).
     rows = {row["file"]: row for row in measure()}
-    assert rows["tracker.js"]["stripped_gzip"] < 8 * 1024
-    # The parts load only when needed, and stay small.
-    assert all(rows[name]["stripped"] < 4 * 1024 for name in TRACKER_FILES[1:])
+    assert rows["tracker.js"]["stripped_gzip"] < 8_500
+    # The parts load only when needed, and stay small; the live part (the condition language
+    # and the page-signal watchers) loads only for a plan with entries.
+    parts = [name for name in TRACKER_FILES[1:] if name != "tracker-live.js"]
+    assert all(rows[name]["stripped"] < 4 * 1024 for name in parts)
+    assert rows["tracker-live.js"]["stripped_gzip"] < 4 * 1024
 
 
 # ---- CORS --------------------------------------------------------------------------------------
