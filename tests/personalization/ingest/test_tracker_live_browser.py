@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests import test_tracker_browser
-from tests.test_conformance import CASES, unique_ids
-from tests.test_tracker_browser import Storefront
+from tests.personalization.decisions.test_conformance import CASES, unique_ids
+from tests.personalization.ingest import test_tracker_browser
+from tests.personalization.ingest.test_tracker_browser import Storefront
 
-STATIC = Path(__file__).resolve().parent.parent / "personalization" / "static" / "personalization"
+STATIC = Path(__file__).resolve().parents[3] / "personalization" / "static" / "personalization"
 LIVE_JS = (STATIC / "tracker-live.js").read_text()
 
 # Cases of the evalCondition section that do not apply to the page's evaluator, with the reason.
