@@ -14,23 +14,72 @@ retries) instead of claiming success.
 After a failure the cache is skipped for ``DOWN_SECONDS`` (no connection attempt per call
 while Redis is away); then the next call tries again, so Redis returning is picked up by
 the running processes without a restart.
+
+A ``redis+cluster://`` location is a Redis Cluster (personalization/redis_client.py): the
+keys of one call may then lie in several hash slots, so the multi-key operations are split
+by slot (``get_many``, ``set_many``, ``delete_many``) and ``clear`` empties every primary.
 """
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient, RedisSerializer
+from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
+
+from .redis_client import connect, is_cluster
 
 logger = logging.getLogger(__name__)
 
 DOWN_SECONDS = 1.0
 
 
+class ClusterCacheClient(RedisCacheClient):
+    """Django's Redis cache client over one ``RedisCluster`` (it routes each key itself)."""
+
+    def __init__(self, servers: list[str], **options: Any) -> None:
+        super().__init__(servers, **{k: v for k, v in options.items() if k != "parser_class"})
+        self._url = servers[0]
+        self._options = options
+        self._codec = RedisSerializer()  # (the base class's, which its own methods use)
+        self._cluster: RedisCluster | None = None
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        if self._cluster is None:
+            cluster = connect(self._url, **self._options)
+            assert isinstance(cluster, RedisCluster)
+            self._cluster = cluster
+        return self._cluster
+
+    def get_many(self, keys: Any) -> dict[Any, Any]:
+        keys = list(keys)
+        values = self.get_client().mget_nonatomic(keys)
+        found = zip(keys, values, strict=True)
+        return {k: self._codec.loads(v) for k, v in found if v is not None}
+
+    def set_many(self, data: Mapping[Any, Any], timeout: Any) -> None:
+        if timeout == 0:
+            self.delete_many(list(data))
+            return
+        pipe = self.get_client().pipeline(transaction=False)
+        for key, value in data.items():
+            pipe.set(key, self._codec.dumps(value), ex=timeout)
+        pipe.execute()
+
+    def clear(self) -> bool:
+        return bool(self.get_client().flushdb(target_nodes=RedisCluster.PRIMARIES))
+
+
 class FailSoftRedisCache(RedisCache):
     _down_until = 0.0
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        if is_cluster(server):
+            self._class = ClusterCacheClient
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
