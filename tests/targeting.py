@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from personalization.models import Property, Rule, Slot, Variant
+from personalization.models import Property, Rollout, Rule, Slot, Variant
 from personalization.services.rules import rule_save
 
 
@@ -35,3 +35,13 @@ def rule(
         **fields,
     )
     return rule_save(rule=r)
+
+
+def rollout(
+    prop: Property, key: str, slot_key: str, variant_key: str, percent: int = 100
+) -> Rollout:
+    """A rollout serving ``variant_key`` in the slot to ``percent`` of visitors."""
+    s = Slot.objects.get(property=prop, key=slot_key)
+    return Rollout.objects.create(
+        property=prop, key=key, slot=s, variant=variant_key, percent=percent
+    )

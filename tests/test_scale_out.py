@@ -16,7 +16,8 @@ import pytest
 from django.conf import settings
 
 from personalization.hotstate import decision_log_flush
-from personalization.models import Decision, Rollout, RolloutStatus, Slot
+from personalization.models import Decision, Rollout, RolloutStatus
+from tests import targeting
 from tests.conftest import is_postgres, needs
 from tests.servers import gunicorn, post_json, production_env, suite_database_url
 from tests.targeting import rule, slot
@@ -151,13 +152,7 @@ def test_two_servers__rollout_killed_through_one__other_serves_default_within_1s
     ports, shop = two_servers
     # Given a rollout serving on both servers, and an administrator signed in on the first
     slot(shop.prop, "banner", {"sale": {"text": "Sale"}})
-    rollout = Rollout.objects.create(
-        property=shop.prop,
-        key="sale",
-        slot=Slot.objects.get(property=shop.prop, key="banner"),
-        variant="sale",
-        percent=100,
-    )
+    rollout = targeting.rollout(shop.prop, "sale", "banner", "sale")
     for port in ports * 6:
         assert kind(decide(port, shop, "v-1", uuid.uuid4().hex, ["banner"]), "banner") == (
             "rollout"
