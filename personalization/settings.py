@@ -179,6 +179,8 @@ PRIVACY_FAULT_PAUSE_SECONDS = env.float("PRIVACY_FAULT_PAUSE_SECONDS", default=0
 # (between reading the log and fitting).
 DASHBOARD_FAULT_PAUSE_SECONDS = env.float("DASHBOARD_FAULT_PAUSE_SECONDS", default=0.0)
 LEARNING_FAULT_PAUSE_SECONDS = env.float("LEARNING_FAULT_PAUSE_SECONDS", default=0.0)
+# And for a decision-log flush: after each batch's commit, before its entries leave Redis.
+DECISION_LOG_FAULT_PAUSE_SECONDS = env.float("DECISION_LOG_FAULT_PAUSE_SECONDS", default=0.0)
 
 LOGIN_URL = "admin:login"
 

@@ -58,6 +58,8 @@ from django.db.models import F
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from consent.services.erasure import fault_pause
+
 from .. import guard_rails
 from ..db import _dumps, insert_returning_new, insert_rows
 from ..redis_client import Client, connect
@@ -815,6 +817,7 @@ def _flush_locked(r: Client, log: str, lock: str, token: str, batch: int) -> int
             if not items:
                 break
             _store([orjson.loads(item) for item in items])
+            fault_pause("DECISION_LOG_FAULT_PAUSE_SECONDS")
             if not trim(keys=[log, lock], args=[token, len(items), LOCK_TTL], client=r):
                 break  # the lock expired: its new holder reads these again (stored once)
             total += len(items)
