@@ -58,6 +58,7 @@ from django.db.models import F
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from consent.hashing import visitor_key
 from consent.services.erasure import fault_pause
 
 from .. import guard_rails
@@ -69,10 +70,12 @@ logger = logging.getLogger(__name__)
 DOWN_FOR = 1.0  # seconds without trying Redis after it failed
 # On a Redis Cluster a script may touch keys of one hash slot only: a decision's script
 # touches the visitor's counters, the session's budget and the decision log. So the log is
-# LOG_SHARDS lists, and every key of a visitor carries the hash tag of the shard its
-# (property, visitor) falls in (``_shard``): one slot for the script, and a visitor's keys are
-# named from the visitor alone (an erasure needs no scan). The flush drains every shard.
-# Fixed: a different number renames every visitor's keys (their counters start again).
+# LOG_SHARDS lists, and every key of a visitor carries the hash tag of the shard its keyed
+# hash falls in (``_shard``): one slot for the script, and for the decision's first read
+# (the consent copy is stored by the keyed hash, which is all the consent writers know), and
+# a visitor's keys are named from the visitor alone (an erasure needs no scan). The flush
+# drains every shard. Fixed: a different number (or a new VISITOR_HASH_KEY) renames every
+# visitor's keys (their counters start again, their copies are read from the database).
 LOG_SHARDS = 64
 # The single list of the releases before the shards: still drained (single Redis only).
 LEGACY_LOG_KEY = "pz:decision-log"
@@ -305,9 +308,13 @@ def _failed(exc: Exception) -> Unavailable:
     return Unavailable(str(exc))
 
 
+def _shard_of(keyed: str) -> int:
+    # CRC-32 (as Redis's own slots): the same in every process, unlike hash().
+    return zlib.crc32(keyed.encode()) % LOG_SHARDS
+
+
 def _shard(property_id: int, visitor_id: str) -> int:
-    # CRC-32 (as Redis's own slots use a CRC): the same in every process, unlike hash().
-    return zlib.crc32(f"{property_id}:{visitor_id}".encode("utf-8", "surrogatepass")) % LOG_SHARDS
+    return _shard_of(visitor_key(property_id, visitor_id))
 
 
 def _tag(shard: int) -> str:
@@ -422,7 +429,7 @@ def _consent_key(property_id: int, keyed: str, epoch: int) -> str:
     # By the keyed hash, like the consent records themselves: no raw visitor id. The
     # property's ``hot_epoch`` is part of the key: a bump orphans every copy (see
     # ``consent_changed``).
-    return f"pz:{property_id}:c{epoch}:{keyed}"
+    return f"{_tag(_shard_of(keyed))}:{property_id}:c{epoch}:{keyed}"
 
 
 def _epoch(property_id: int) -> int:
