@@ -5,11 +5,13 @@ With ``DECIDE_REDIS_URL`` set (by default ``REDIS_URL``), a decision reads the v
 counters and the session's budget in one pipelined round trip and, in a second, applies its
 adjustments and appends its log entry with one Lua script: all or nothing, so two
 concurrent decisions never take the last unit of a cap or of a budget, and an adjustment
-is counted only together with its log entry. The entries wait in a Redis list until
-``decision_log_flush`` copies them into ``Decision``/``Adjustment`` rows in batches
-(idempotent by ``decision_id``): from the Celery beat every few seconds, and from a
-decision that finds the list long. Readers of the log that must see every acknowledged
-decision (experiment results, access exports, erasure) flush first.
+is counted only together with its log entry. The entries wait in Redis lists (the log's
+shards, see ``LOG_SHARDS``) until ``decision_log_flush`` copies them into
+``Decision``/``Adjustment`` rows in batches (idempotent by ``decision_id``): from the Celery
+beat every few seconds, and from a decision that finds its shard long. Redis is one server
+or a Redis Cluster (``redis+cluster://``, personalization/redis_client.py). Readers of the
+log that must see every acknowledged decision (experiment results, access exports,
+erasure) flush first.
 
 The same first round trip reads copies of the visitor's latest consent record (by keyed
 hash) and of the visitor's and session's live-signal states, so a decision usually runs no
