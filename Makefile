@@ -15,7 +15,7 @@ TEST_ENV := DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-secret-key \
 	VISITOR_HASH_KEY=test-only-visitor-hash-key DATABASE_URL=$(TEST_DATABASE_URL) \
 	$(if $(CELERY_BROKER_URL),CELERY_BROKER_URL=$(CELERY_BROKER_URL),TASKS_IN_PROCESS=1)
 
-.PHONY: run test install lint typecheck demo worker beat manage clean
+.PHONY: run test test-redis-cluster install lint typecheck demo worker beat manage clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -45,6 +45,18 @@ test: $(STAMP)
 	$(TEST_ENV) $(BIN)/lint-imports
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+# The tests that talk to Redis, again on a Redis Cluster (CI starts one: .ci/run).
+REDIS_CLUSTER_TESTS := tests/personalization/decisions/test_decide_redis.py \
+	tests/personalization/decisions/test_decide_hot_copies.py \
+	tests/personalization/decisions/test_guard_rails_contract.py \
+	tests/personalization/decisions/test_live_plans.py \
+	tests/personalization/api/test_events_api.py tests/consent/test_privacy_erasure.py \
+	tests/test_scale_out.py tests/personalization/test_security.py
+test-redis-cluster: $(STAMP)
+	$(TEST_ENV) REDIS_URL=$(or $(REDIS_CLUSTER_URL),redis+cluster://127.0.0.1:7100) \
+		$(BIN)/pytest -q $(REDIS_CLUSTER_TESTS) \
+		-k "not (test_startup or test_headers or test_check_deploy or test_csrf or test_csp)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -20,17 +20,24 @@ configuration versions, API keys, consent policies, the hot state's back-off). E
 registers how to empty its memo here (``local_cache_register``); ``reset_all()`` empties the
 shared cache and every one of them: the one reset, for tests and a shell, never a private
 dict cleared by hand.
+
+A ``redis+cluster://`` location is a Redis Cluster (personalization/redis_client.py): the
+keys of one call may then lie in several hash slots, so the multi-key operations are split
+by slot (``get_many``, ``set_many``, ``delete_many``) and ``clear`` empties every primary.
 """
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient, RedisSerializer
+from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
+
+from .redis_client import connect, is_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +59,49 @@ def reset_all() -> None:
         reset()
 
 
+class ClusterCacheClient(RedisCacheClient):
+    """Django's Redis cache client over one ``RedisCluster`` (it routes each key itself)."""
+
+    def __init__(self, servers: list[str], **options: Any) -> None:
+        super().__init__(servers, **{k: v for k, v in options.items() if k != "parser_class"})
+        self._url = servers[0]
+        self._options = options
+        self._codec = RedisSerializer()  # (the base class's, which its own methods use)
+        self._cluster: RedisCluster | None = None
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        if self._cluster is None:
+            cluster = connect(self._url, **self._options)
+            assert isinstance(cluster, RedisCluster)
+            self._cluster = cluster
+        return self._cluster
+
+    def get_many(self, keys: Any) -> dict[Any, Any]:
+        keys = list(keys)
+        values = self.get_client().mget_nonatomic(keys)
+        found = zip(keys, values, strict=True)
+        return {k: self._codec.loads(v) for k, v in found if v is not None}
+
+    def set_many(self, data: Mapping[Any, Any], timeout: Any) -> None:
+        if timeout == 0:
+            self.delete_many(list(data))
+            return
+        pipe = self.get_client().pipeline(transaction=False)
+        for key, value in data.items():
+            pipe.set(key, self._codec.dumps(value), ex=timeout)
+        pipe.execute()
+
+    def clear(self) -> bool:
+        return bool(self.get_client().flushdb(target_nodes=RedisCluster.PRIMARIES))
+
+
 class FailSoftRedisCache(RedisCache):
     _down_until = 0.0
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        if is_cluster(server):
+            self._class = ClusterCacheClient
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until

@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Names the route for GPC evidence written inside services (consent/context.py).
     "consent.middleware.RequestRouteMiddleware",
+    # Dashboard pages' reads on the read replica when there is one (personalization/db_router.py).
+    "personalization.db_router.ReplicaReadsMiddleware",
 ]
 
 ROOT_URLCONF = "personalization.urls"
@@ -100,6 +102,15 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several writers (the dev server, in-process tasks) share one file.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# A read replica of the PostgreSQL primary: dashboard pages read there (personalization/
+# db_router.py). Tests mirror it onto the default test database.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = env.db_url_config(DATABASE_REPLICA_URL)
+    DATABASES["replica"]["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["personalization.db_router.ReplicaRouter"]
+DATABASE_REPLICA_PATHS = ("/dashboard/",)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -168,6 +179,8 @@ PRIVACY_FAULT_PAUSE_SECONDS = env.float("PRIVACY_FAULT_PAUSE_SECONDS", default=0
 # (between reading the log and fitting).
 DASHBOARD_FAULT_PAUSE_SECONDS = env.float("DASHBOARD_FAULT_PAUSE_SECONDS", default=0.0)
 LEARNING_FAULT_PAUSE_SECONDS = env.float("LEARNING_FAULT_PAUSE_SECONDS", default=0.0)
+# And for a decision-log flush: after each batch's commit, before its entries leave Redis.
+DECISION_LOG_FAULT_PAUSE_SECONDS = env.float("DECISION_LOG_FAULT_PAUSE_SECONDS", default=0.0)
 
 LOGIN_URL = "admin:login"
 

@@ -164,9 +164,9 @@ def scan_files(root: Path, needle: str) -> list[str]:
 
 
 def scan_redis(url: str, needle: str) -> list[str]:
-    import redis
+    from personalization.redis_client import connect
 
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     raw = needle.encode()
     hits = []
     for key in client.scan_iter(count=1000):

@@ -3,7 +3,7 @@
 
 from typing import Any
 
-from personalization.models import Property, Rule, Slot, Variant
+from personalization.models import Property, Rollout, Rule, Slot, Variant
 from tests.factories import RuleFactory, SlotFactory
 
 
@@ -29,4 +29,14 @@ def rule(
         variant=Variant.objects.get(slot=s, key=variant_key),
         condition=condition or {},
         **fields,
+    )
+
+
+def rollout(
+    prop: Property, key: str, slot_key: str, variant_key: str, percent: int = 100
+) -> Rollout:
+    """A rollout serving ``variant_key`` in the slot to ``percent`` of visitors."""
+    s = Slot.objects.get(property=prop, key=slot_key)
+    return Rollout.objects.create(
+        property=prop, key=key, slot=s, variant=variant_key, percent=percent
     )

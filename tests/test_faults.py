@@ -597,3 +597,76 @@ def test_learning_scheduled_task__version_stuck_training__trained_not_left(shop,
     # When it runs again  Then nothing is resumed or changed
     assert personalization_tasks.learning_scheduled_task()["resumed"] == 0
     assert ModelVersion.objects.get(pk=stuck.pk).digest == stuck.digest
+
+
+CLUSTER_URL = os.environ.get("REDIS_CLUSTER_URL", "redis+cluster://127.0.0.1:7100")
+
+
+@pytest.fixture(params=["one Redis", "Redis Cluster"])
+def hot_state_url(request, broker, settings) -> str:
+    """The hot state on a throwaway Redis (the broker's, another database) or on the
+    three-master cluster .ci/run starts; this process decides into it too."""
+    from personalization.redis_client import connect
+
+    url = broker.url(1)
+    if request.param == "Redis Cluster":
+        url = CLUSTER_URL
+        try:
+            answers = bool(connect(url, socket_connect_timeout=1).ping())
+        except redis_py.RedisError:
+            answers = False
+        needs(answers, f"no Redis Cluster answers at {url} (start it: see .ci/run)")
+        connect(url).flushall()
+    settings.DECIDE_REDIS_URL = url
+    return url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_decision_log_flush__worker_killed_mid_flush__none_lost_none_twice(
+    shop, consent, media, broker, hot_state_url, tmp_path
+):
+    from personalization.engine import DecideRequest, decide
+
+    from personalization import hotstate
+    from personalization.models import Adjustment, Decision
+    from tests.targeting import rule, slot
+
+    needs(is_postgres(), "a worker in a subprocess shares the test database: needs PostgreSQL")
+    # Given 240 acknowledged decisions pending in Redis, spread over the log's shards
+    shop.prop.holdout_pct = 0
+    shop.prop.save()
+    slot(shop.prop, "headline", {"short": {"text": "x"}})
+    slot(shop.prop, "cta", {"b": {"label": "Buy"}})
+    rule(shop.prop, "r", "headline", "short")
+    acknowledged = set()
+    for i in range(240):
+        if i % 2:  # (half of them personalized)
+            consent(shop.prop, f"v-{i}")
+        result = decide(shop.prop, DecideRequest(f"v-{i}", "s-1", ["headline", "cta"]))
+        assert result.logged
+        acknowledged.add(uuid.UUID(str(result.decision_id)))
+    assert hotstate.pending_count() == 240 and not Decision.objects.exists()
+    # and a worker whose flush pauses after each batch's commit, before the trim
+    env = {**worker_env(broker, media), "DECIDE_REDIS_URL": hot_state_url}
+    env["DECISION_LOG_FAULT_PAUSE_SECONDS"] = "0.1"
+    worker_log = tmp_path / "worker.log"
+    worker = procs.start_celery_worker(env, log=worker_log)
+    task = personalization_tasks.decision_log_flush_task.name
+    try:
+        # When the worker is killed once a batch is committed, in the middle of the flush
+        send_on(broker, task)
+        kill_pool_child(worker, Decision.objects.exists)
+        assert Decision.objects.count() < 240, "killed before the end"
+        # Then the task is redelivered and flushes the rest (the dead flush's shard waits
+        # for its lock to expire, then the next flush takes it)
+        assert wait_for(lambda: succeeded(worker_log, task), 60), worker_log.read_text()[-3000:]
+        time.sleep(hotstate.LOCK_TTL + 0.5)
+        send_on(broker, task)
+        assert wait_for(lambda: len(succeeded(worker_log, task)) >= 2, 60)
+    finally:
+        procs.stop(worker)
+    # And every acknowledged decision is stored exactly once, with each of its answers
+    assert hotstate.pending_count() == 0
+    stored = list(Decision.objects.values_list("decision_id", flat=True))
+    assert len(stored) == 240 and set(stored) == acknowledged
+    assert Adjustment.objects.count() == 2 * 240

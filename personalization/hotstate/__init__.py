@@ -5,11 +5,13 @@ With ``DECIDE_REDIS_URL`` set (by default ``REDIS_URL``), a decision reads the v
 counters and the session's budget in one pipelined round trip and, in a second, applies its
 adjustments and appends its log entry with one Lua script: all or nothing, so two
 concurrent decisions never take the last unit of a cap or of a budget, and an adjustment
-is counted only together with its log entry. The entries wait in a Redis list until
-``decision_log_flush`` copies them into ``Decision``/``Adjustment`` rows in batches
-(idempotent by ``decision_id``): from the Celery beat every few seconds, and from a
-decision that finds the list long. Readers of the log that must see every acknowledged
-decision (experiment results, access exports, erasure) flush first.
+is counted only together with its log entry. The entries wait in Redis lists (the log's
+shards, see ``LOG_SHARDS``) until ``decision_log_flush`` copies them into
+``Decision``/``Adjustment`` rows in batches (idempotent by ``decision_id``): from the Celery
+beat every few seconds, and from a decision that finds its shard long. Redis is one server
+or a Redis Cluster (``redis+cluster://``, personalization/redis_client.py). Readers of the
+log that must see every acknowledged decision (experiment results, access exports,
+erasure) flush first.
 
 The same first round trip reads copies of the visitor's latest consent record (by keyed
 hash) and of the visitor's and session's live-signal states, so a decision usually runs no
@@ -39,10 +41,12 @@ flushed when it returns.
 """
 
 import logging
+import random
 import string
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,18 +60,38 @@ from django.db.models import F
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from consent import selectors as consent_selectors
+from consent.faults import fault_pause
+from consent.hashing import visitor_key
+
 from .. import guard_rails
 from ..cache import local_cache_register
 from ..db import _dumps, insert_returning_new, insert_rows
+from ..models import Adjustment, Decision, Property
+from ..redis_client import Client, connect
 
 logger = logging.getLogger(__name__)
 
 DOWN_FOR = 1.0  # seconds without trying Redis after it failed
-LOG_KEY = "pz:decision-log"
-LOCK_KEY = "pz:decision-log:flush"
+# On a Redis Cluster a script may touch keys of one hash slot only: a decision's script
+# touches the visitor's counters, the session's budget and the decision log. So the log is
+# LOG_SHARDS lists, and every key of a visitor carries the hash tag of the shard its keyed
+# hash falls in (``_shard``): one slot for the script, and for the decision's first read
+# (the consent copy is stored by the keyed hash, which is all the consent writers know), and
+# a visitor's keys are named from the visitor alone (an erasure needs no scan). The flush
+# drains every shard. Fixed: a different number (or a new VISITOR_HASH_KEY) renames every
+# visitor's keys (their counters start again, their copies are read from the database).
+LOG_SHARDS = 64
+# The single list of the releases before the shards: still drained (single Redis only).
+LEGACY_LOG_KEY = "pz:decision-log"
+LEGACY_LOCK_KEY = "pz:decision-log:flush"
 FLUSH_BATCH = 1000
-# A decision that leaves this many entries pending asks for a flush (besides the beat).
-FLUSH_AT = 500
+# A decision that leaves this many entries pending in its shard asks for a flush (besides
+# the beat): about LOG_SHARDS × FLUSH_AT pending in all.
+FLUSH_AT = 64
+# A flush holds its shard's lock this long, renewed with every batch it stores: a worker
+# killed in the middle of a flush delays that shard's next flush by at most this.
+LOCK_TTL = 10
 MIN_TTL = 8 * 24 * 3600  # week caps need a week and a day of history
 BUDGET_TTL = 2 * 24 * 3600
 NONE = guard_rails.NO_LIMIT  # "no cap" / "no limit" in the script's arguments
@@ -77,7 +101,7 @@ NONE = guard_rails.NO_LIMIT  # "no cap" / "no limit" in the script's arguments
 # formatted in from the specification, and time comes from the caller, never from Redis's
 # clock (``TIME``): ``now`` (stored as the last application) and each winner's cooldown
 # cut-off (``GuardRails.cooldown_cutoff``), so tests drive it with any clock.
-# KEYS: counters hash, budget hash, log list.
+# KEYS: counters hash, budget hash, log list (one hash slot: the visitor's shard).
 # ARGV: now, session key, day key, week key, budget limit, ttl, budget ttl, session id,
 #   entry, then per winner: rule id, slot, cooldown cut-off (epoch seconds, or NO_CUTOFF),
 #   cap session, cap day, cap week, sticky entry.
@@ -208,8 +232,24 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
+# KEYS: a shard's log list, its lock. ARGV: token, entries stored, lock ttl. The stored
+# entries leave the list only while the lock is still this flush's (then it is renewed): a
+# flush that lost its lock (slower than LOCK_TTL) must not trim entries another one read.
+_TRIM = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+return 1
+"""
+# KEYS: a lock. ARGV: token. Deletes the lock if it is still the token's.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _lock = threading.Lock()
-_clients: dict[str, tuple[redis.Redis, Any]] = {}
+_clients: dict[str, tuple[Client, Any]] = {}
+_trims: dict[str, tuple[Any, Any]] = {}
 _scripts: dict[str, tuple[Any, Any]] = {}
 _down_until = 0.0
 
@@ -235,12 +275,12 @@ class Required(ConnectionError):
 REQUIRED_LOCK_WAIT = 30.0
 
 
-def _connect(url: str) -> tuple[redis.Redis, Any]:
+def _connect(url: str) -> tuple[Client, Any]:
     with _lock:
         if url not in _clients:
             # One quick retry: a connection broken by a Redis restart reconnects unnoticed;
             # a Redis that is away fails within ~0.2 s and is then skipped for DOWN_FOR.
-            r = redis.Redis.from_url(
+            r = connect(
                 url,
                 socket_connect_timeout=0.1,
                 socket_timeout=0.5,
@@ -249,26 +289,29 @@ def _connect(url: str) -> tuple[redis.Redis, Any]:
             )
             _clients[url] = (r, r.register_script(_APPLY))
             _scripts[url] = (r.register_script(_CONSENT_SET), r.register_script(_SIGNALS_SET))
+            _trims[url] = (r.register_script(_TRIM), r.register_script(_RELEASE))
         return _clients[url]
 
 
-def client() -> redis.Redis | None:
+def client() -> Client | None:
     """The hot-state Redis, or None: not configured, or skipped for a moment after a failure."""
     url = settings.DECIDE_REDIS_URL
     if not url or time.monotonic() < _down_until:
         return None
-    return _connect(url)[0]
-
-
-def _writer() -> tuple[redis.Redis, tuple[Any, Any]] | None:
-    """For writers dropping or rewriting copies: Redis whenever it is configured, even in
-    the moment a reader skips it after a failure (a copy left stale by a skipped drop
-    would be read again as soon as Redis is back)."""
-    url = settings.DECIDE_REDIS_URL
-    if not url:
+    try:
+        return _connect(url)[0]
+    except redis.RedisError as exc:  # a cluster none of whose nodes answered
+        _failed(exc)
         return None
-    r = _connect(url)[0]
-    return r, _scripts[url]
+
+
+def _writer() -> tuple[Client, tuple[Any, Any]]:
+    """For writers dropping or rewriting copies (only when ``DECIDE_REDIS_URL`` is set):
+    Redis even in the moment a reader skips it after a failure (a copy left stale by a
+    skipped drop would be read again as soon as Redis is back). Raises ``RedisError``
+    when it cannot connect (a cluster none of whose nodes answers)."""
+    url = settings.DECIDE_REDIS_URL
+    return _connect(url)[0], _scripts[url]
 
 
 def _failed(exc: Exception) -> Unavailable:
@@ -278,12 +321,40 @@ def _failed(exc: Exception) -> Unavailable:
     return Unavailable(str(exc))
 
 
+def _shard_of(keyed: str) -> int:
+    # CRC-32 (as Redis's own slots): the same in every process, unlike hash().
+    return zlib.crc32(keyed.encode()) % LOG_SHARDS
+
+
+def _shard(property_id: int, visitor_id: str) -> int:
+    return _shard_of(visitor_key(property_id, visitor_id))
+
+
+def _tag(shard: int) -> str:
+    # A hash tag: Redis Cluster places a key by the part between its first braces.
+    return "{pz" + str(shard) + "}"
+
+
+def _visitor_prefix(property_id: int, visitor_id: str) -> str:
+    return f"{_tag(_shard(property_id, visitor_id))}:{property_id}:{visitor_id}"
+
+
 def _counters_key(property_id: int, visitor_id: str) -> str:
-    return f"pz:{property_id}:{visitor_id}:rc"
+    return f"{_visitor_prefix(property_id, visitor_id)}:rc"
 
 
 def _budget_key(property_id: int, visitor_id: str, session_id: str) -> str:
-    return f"pz:{property_id}:{visitor_id}:b:{session_id}"
+    return f"{_visitor_prefix(property_id, visitor_id)}:b:{session_id}"
+
+
+def _log_keys(shard: int) -> tuple[str, str]:
+    """A shard of the decision log: its list and its flush lock."""
+    return f"{_tag(shard)}:decision-log", f"{_tag(shard)}:decision-log:flush"
+
+
+def log_key(property_id: int, visitor_id: str) -> str:
+    """The list a visitor's decisions wait in until the flush."""
+    return _log_keys(_shard(property_id, visitor_id))[0]
 
 
 @dataclass
@@ -351,18 +422,30 @@ def _parse_state(
 
 
 def _signals_key(property_id: int, visitor_id: str) -> str:
-    return f"pz:{property_id}:{visitor_id}:sig"
+    return f"{_visitor_prefix(property_id, visitor_id)}:sig"
+
+
+def _run_scripts(r: Client, calls: list[tuple[Any, list[str], list[Any]]]) -> None:
+    """Run single-key "set unless newer" scripts: in one pipelined round trip on one Redis;
+    one by one on a cluster (redis-py's cluster pipeline runs no scripts)."""
+    if isinstance(r, redis.Redis):
+        pipe = r.pipeline(transaction=False)
+        for script, keys, args in calls:
+            script(keys=keys, args=args, client=pipe)
+        pipe.execute()
+        return
+    for script, keys, args in calls:
+        script(keys=keys, args=args, client=r)
 
 
 def _consent_key(property_id: int, keyed: str, epoch: int) -> str:
     # By the keyed hash, like the consent records themselves: no raw visitor id. The
     # property's ``hot_epoch`` is part of the key: a bump orphans every copy (see
     # ``consent_changed``).
-    return f"pz:{property_id}:c{epoch}:{keyed}"
+    return f"{_tag(_shard_of(keyed))}:{property_id}:c{epoch}:{keyed}"
 
 
 def _epoch(property_id: int) -> int:
-    from ..models import Property
 
     return Property.objects.filter(pk=property_id).values_list("hot_epoch", flat=True).first() or 0
 
@@ -371,7 +454,6 @@ def _epoch_bump(property_id: int) -> None:
     """Orphan every consent copy of the property: decisions read the database until the
     copies are filled in again under the new epoch (every process within a second: the
     property comes with the API key, re-read from the database at least that often)."""
-    from ..models import Property
 
     Property.objects.filter(pk=property_id).update(hot_epoch=F("hot_epoch") + 1)
 
@@ -461,23 +543,18 @@ def fill(
     if r is None:
         return
     consent_set, signals_set = _scripts[settings.DECIDE_REDIS_URL]
+    calls: list[tuple[Any, list[str], list[Any]]] = []
+    if consent is not MISSING:
+        version, value = _consent_version(consent), _consent_value(consent)
+        calls.append((consent_set, [_consent_key(property_id, keyed, epoch)],
+                      [version, value, CONSENT_TTL]))  # fmt: skip
+    if signals is not MISSING:
+        rev, visitor_state, session_state = signals
+        calls.append((signals_set, [_signals_key(property_id, visitor_id)],
+                      [rev, CACHE_TTL, _dumps(visitor_state), "s:" + session_id,
+                       _dumps(session_state)]))  # fmt: skip
     try:
-        pipe = r.pipeline(transaction=False)
-        if consent is not MISSING:
-            consent_set(
-                keys=[_consent_key(property_id, keyed, epoch)],
-                args=[_consent_version(consent), _consent_value(consent), CONSENT_TTL],
-                client=pipe,
-            )
-        if signals is not MISSING:
-            rev, visitor_state, session_state = signals
-            signals_set(
-                keys=[_signals_key(property_id, visitor_id)],
-                args=[rev, CACHE_TTL, _dumps(visitor_state), "s:" + session_id,
-                      _dumps(session_state)],
-                client=pipe,
-            )  # fmt: skip
-        pipe.execute()
+        _run_scripts(r, calls)
     except redis.RedisError as exc:
         _failed(exc)
 
@@ -489,12 +566,11 @@ def consent_changed(property_id: int, keys: list[str]) -> None:
     If Redis does not take the drop, a copy from before the change could be read again
     once Redis answers: the property's epoch is bumped in the same transaction instead,
     which orphans every copy. A consent change never waits on, or fails with, Redis."""
-    w = _writer()
-    if w is None:
+    if not settings.DECIDE_REDIS_URL:
         return
     epoch = _epoch(property_id)
     try:
-        w[0].delete(*[_consent_key(property_id, k, epoch) for k in keys])
+        _writer()[0].delete(*[_consent_key(property_id, k, epoch) for k in keys])
     except redis.RedisError as exc:
         logger.error(
             "consent copies of %d visitor(s) not dropped from Redis: every copy of the "
@@ -508,23 +584,18 @@ def consent_changed(property_id: int, keys: list[str]) -> None:
 
 def consent_refresh(property_id: int, keys: list[str]) -> None:
     """Write the visitors' committed latest records (one query, one round trip)."""
-    from consent import selectors as consent_selectors
 
-    w = _writer()
-    if w is None:
+    if not settings.DECIDE_REDIS_URL:
         return
     rows = consent_selectors.latest_rows(property_id, keys)
     epoch = _epoch(property_id)
-    consent_set = w[1][0]
     try:
-        pipe = w[0].pipeline(transaction=False)
-        for key, row in rows.items():
-            consent_set(
-                keys=[_consent_key(property_id, key, epoch)],
-                args=[_consent_version(row), _consent_value(row), CONSENT_TTL],
-                client=pipe,
-            )
-        pipe.execute()
+        r, (consent_set, _) = _writer()
+        _run_scripts(r, [
+            (consent_set, [_consent_key(property_id, key, epoch)],
+             [_consent_version(row), _consent_value(row), CONSENT_TTL])
+            for key, row in rows.items()
+        ])  # fmt: skip
     except redis.RedisError as exc:
         # A decision that missed while the change was uncommitted may have filled in the
         # record from before it; the newer one could not replace it: orphan them all.
@@ -559,14 +630,14 @@ def signals_write(property_id: int, states: dict[str, tuple[int, dict, dict[str,
     if r is None or not states:
         return
     signals_set = _scripts[settings.DECIDE_REDIS_URL][1]
+    calls: list[tuple[Any, list[str], list[Any]]] = []
+    for vid, (rev, visitor_state, sessions) in states.items():
+        args: list[Any] = [rev, CACHE_TTL, _dumps(visitor_state)]
+        for sid, session_state in sessions.items():
+            args += ["s:" + sid, _dumps(session_state)]
+        calls.append((signals_set, [_signals_key(property_id, vid)], args))
     try:
-        pipe = r.pipeline(transaction=False)
-        for vid, (rev, visitor_state, sessions) in states.items():
-            args: list[Any] = [rev, CACHE_TTL, _dumps(visitor_state)]
-            for sid, session_state in sessions.items():
-                args += ["s:" + sid, _dumps(session_state)]
-            signals_set(keys=[_signals_key(property_id, vid)], args=args, client=pipe)
-        pipe.execute()
+        _run_scripts(r, calls)
     except redis.RedisError as exc:
         logger.error("signal copies of %d visitor(s) not written to Redis", len(states))
         _failed(exc)
@@ -574,12 +645,11 @@ def signals_write(property_id: int, states: dict[str, tuple[int, dict, dict[str,
 
 def signals_forget(property_id: int, visitor_ids: Iterable[str]) -> int:
     """Delete the visitors' signal copies (erasure, retention); returns keys removed."""
-    w = _writer()
     names = [_signals_key(property_id, vid) for vid in visitor_ids]
-    if w is None or not names:
+    if not settings.DECIDE_REDIS_URL or not names:
         return 0
     try:
-        return int(w[0].delete(*names))
+        return int(_writer()[0].delete(*names))
     except redis.RedisError as exc:
         raise _failed(exc) from exc
 
@@ -631,7 +701,10 @@ def apply_and_log(
     url = settings.DECIDE_REDIS_URL
     if not url or time.monotonic() < _down_until:
         raise Unavailable("not configured")
-    r, script = _connect(url)
+    try:
+        r, script = _connect(url)
+    except redis.RedisError as exc:
+        raise _failed(exc) from exc
     ttl = max([MIN_TTL, *(w.cooldown_s + 3600 for w in winners)])
     args: list[Any] = [
         now.timestamp(),
@@ -653,14 +726,14 @@ def apply_and_log(
     keys = [
         _counters_key(property_id, visitor_id),
         _budget_key(property_id, visitor_id, session_id),
-        LOG_KEY,
+        log_key(property_id, visitor_id),
     ]
     try:
         reply = script(keys=keys, args=args, client=r)
     except redis.RedisError as exc:
         raise _failed(exc) from exc
     if reply[0] == 0:
-        if reply[1] >= FLUSH_AT and reply[1] % FLUSH_AT == 0:
+        if reply[1] >= FLUSH_AT and reply[1] % FLUSH_AT == 0:  # (this shard's length)
             _ask_for_flush()
         return {}
     rest = [v.decode() for v in reply[1:]]
@@ -668,7 +741,7 @@ def apply_and_log(
 
 
 def _ask_for_flush() -> None:
-    from .tasks import decision_log_flush_task
+    from .tasks import decision_log_flush_task  # noqa: PLC0415  (a service enqueuing its own task)
 
     try:
         decision_log_flush_task.delay()
@@ -676,20 +749,40 @@ def _ask_for_flush() -> None:
         logger.warning("could not enqueue a decision-log flush", exc_info=True)
 
 
+def _log_shards(r: Client) -> list[tuple[str, str]]:
+    """Every list of the decision log with its lock: the shards, and on one Redis the list
+    of the releases before them."""
+    shards = [_log_keys(shard) for shard in range(LOG_SHARDS)]
+    if isinstance(r, redis.Redis):
+        shards.append((LEGACY_LOG_KEY, LEGACY_LOCK_KEY))
+    return shards
+
+
+def _pending(r: Client) -> list[tuple[str, str, int]]:
+    """The shards with entries pending (list, lock, length): one pipelined round trip."""
+    shards = _log_shards(r)
+    pipe = r.pipeline(transaction=False)
+    for log, _ in shards:
+        pipe.llen(log)
+    return [(log, lock, n) for (log, lock), n in zip(shards, pipe.execute(), strict=True) if n]
+
+
 def pending_count() -> int:
     """Decisions acknowledged but not yet in the database (0 without Redis)."""
     r = client()
     if r is None:
         return 0
-    return int(r.llen(LOG_KEY))
+    return sum(n for _, _, n in _pending(r))
 
 
 def decision_log_flush(*, batch: int = FLUSH_BATCH, required: bool = False) -> int:
     """Copy pending log entries into Decision/Adjustment rows; returns entries flushed.
 
-    One flush at a time (a Redis lock). Entries are removed from the list only after their
-    rows are committed; an entry written twice (a flush that died between the commit and
-    the trim, or a decision retried on the database path) is skipped by its decision_id.
+    Every shard of the log is flushed by one flush at a time (its own Redis lock), so
+    several workers share the work. Entries are removed from a list only after their rows
+    are committed, and only while the flush still holds the shard's lock; an entry written
+    twice (a flush that died between the commit and the trim, or a decision retried on the
+    database path) is skipped by its decision_id.
 
     ``required`` (erasure, access export): every entry pending now is in the database on
     return. Redis is asked even while readers skip it after a failure, a flush in progress
@@ -699,47 +792,56 @@ def decision_log_flush(*, batch: int = FLUSH_BATCH, required: bool = False) -> i
         r = client()
         if r is None:
             return 0
-        token = uuid.uuid4().hex
+        total = 0
         try:
-            if not r.llen(LOG_KEY) or not r.set(LOCK_KEY, token, nx=True, ex=120):
-                return 0
+            pending = _pending(r)
+            random.shuffle(pending)  # workers flushing at once start on different shards
+            for log, lock, _ in pending:
+                token = uuid.uuid4().hex
+                if r.set(lock, token, nx=True, ex=LOCK_TTL):
+                    total += _flush_locked(r, log, lock, token, batch)
         except redis.RedisError as exc:
             raise _failed(exc) from exc
-        return _flush_locked(r, token, batch)
-    w = _writer()
-    if w is None:
+        return total
+    if not settings.DECIDE_REDIS_URL:
         return 0
-    r = w[0]
-    token = uuid.uuid4().hex
     try:
-        deadline = time.monotonic() + REQUIRED_LOCK_WAIT
-        while r.llen(LOG_KEY) and not r.set(LOCK_KEY, token, nx=True, ex=120):
-            if time.monotonic() >= deadline:
-                raise Required("another flush of the decision log did not finish in time")
-            time.sleep(0.05)
-        if r.get(LOCK_KEY) != token.encode():
-            return 0  # nothing pending
-        return _flush_locked(r, token, batch)
+        return _flush_required(_writer()[0], batch)
     except redis.RedisError as exc:
         raise Required(f"the decision log in Redis is unavailable: {exc}") from exc
 
 
-def _flush_locked(r: redis.Redis, token: str, batch: int) -> int:
+def _flush_required(r: Client, batch: int) -> int:
+    total = 0
+    for log, lock, _ in _pending(r):
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + REQUIRED_LOCK_WAIT
+        while r.llen(log) and not r.set(lock, token, nx=True, ex=LOCK_TTL):
+            if time.monotonic() >= deadline:
+                raise Required("another flush of the decision log did not finish in time")
+            time.sleep(0.05)
+        if r.get(lock) == token.encode():
+            total += _flush_locked(r, log, lock, token, batch)
+    return total
+
+
+def _flush_locked(r: Client, log: str, lock: str, token: str, batch: int) -> int:
+    trim, release = _trims[settings.DECIDE_REDIS_URL]
     total = 0
     try:
         while True:
-            items = r.lrange(LOG_KEY, 0, batch - 1)
+            items: list[bytes] = r.lrange(log, 0, batch - 1)  # type: ignore[assignment]
             if not items:
                 break
             _store([orjson.loads(item) for item in items])
-            r.ltrim(LOG_KEY, len(items), -1)
+            fault_pause("DECISION_LOG_FAULT_PAUSE_SECONDS")
+            if not trim(keys=[log, lock], args=[token, len(items), LOCK_TTL], client=r):
+                break  # the lock expired: its new holder reads these again (stored once)
             total += len(items)
             if len(items) < batch:
                 break
     finally:
-        # Release only our own lock (a flush slower than the lock's expiry lost it).
-        if r.get(LOCK_KEY) == token.encode():
-            r.delete(LOCK_KEY)
+        release(keys=[lock], args=[token], client=r)  # only our own lock
     return total
 
 
@@ -748,7 +850,6 @@ def log_entry(decision: dict[str, Any], answers: list[dict[str, Any]]) -> dict[s
 
 
 def _store(entries: Iterable[dict[str, Any]]) -> None:
-    from ..models import Adjustment, Decision
 
     decisions, answers = [], []
     for entry in entries:
@@ -781,15 +882,15 @@ def visitor_erase(property_id: int, visitor_id: str) -> int:
 
     Pending log entries are flushed first, so the erasure of the log's rows covers them.
     """
-    w = _writer()
-    if w is None:
+    if not settings.DECIDE_REDIS_URL:
         return 0
     # Not skipped while readers skip Redis after a failure: a Redis that does not answer
     # fails the step (``Required``) and the erasure retries.
     decision_log_flush(required=True)
-    r = w[0]
     key = _counters_key(property_id, visitor_id)
     try:
+        r = _writer()[0]
+        # (all of them in the visitor's hash slot: one command on a cluster too)
         names: list[bytes] = r.hkeys(key)  # type: ignore[assignment]
         budgets = [
             _budget_key(property_id, visitor_id, name[2:].decode())
@@ -805,7 +906,6 @@ def visitor_erase(property_id: int, visitor_id: str) -> int:
 
 def decisions_export(property_id: int, visitor_id: str) -> Iterator[dict[str, Any]]:
     """A visitor's decision-log rows for an access export, pending ones flushed first."""
-    from ..models import Decision
 
     decision_log_flush(required=True)
     names = [f.attname for f in Decision._meta.concrete_fields]

@@ -8,6 +8,9 @@ counted by a SHA-256 of what the request presents, so a raw key never reaches Re
 invalid key is counted too (guessing keys is limited like anything else). Under ``/ofrep/``
 the refusal is reshaped into OFREP's error shape on its way out (``api.errors``).
 
+On a Redis Cluster (``redis+cluster://``) the two counters may lie on two nodes: they are
+counted by ``INCR`` + ``EXPIRE`` in one cluster pipeline instead (a round trip to each node).
+
 Without a Redis URL (a laptop) there are no limits. When Redis does not answer, requests are
 let through (fail open) with one logged warning, and Redis is not asked again for
 ``RATELIMIT_REDIS_RETRY_SECONDS``: an outage must not turn into refused storefront traffic or
@@ -28,11 +31,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..api.errors import error_body
+from ..redis_client import Client, connect
 from ..services.keys import presented_key
 
 logger = logging.getLogger(__name__)
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[str, Client] = {}
 _scripts: dict[str, Any] = {}
 # Counts every request, so one command instead of INCR + EXPIRE per counter: KEYS are the
 # counters of this window, ARGV[1] their expiry. Returns their new counts.
@@ -56,11 +60,11 @@ class Verdict:
     retry_after: int
 
 
-def _client(url: str) -> redis.Redis:
+def _client(url: str) -> Client:
     with _lock:
         client = _clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(
+            client = connect(
                 url,
                 socket_connect_timeout=settings.RATELIMIT_REDIS_TIMEOUT,
                 socket_timeout=settings.RATELIMIT_REDIS_TIMEOUT,
@@ -110,10 +114,9 @@ def ratelimit_check(request: HttpRequest, now: float | None = None) -> Verdict |
     if not counters:
         return None
     slot = int(now // window)
-    client = _client(url)
     names = [f"rl:{scope}:{ident}:{slot}" for scope, ident, _ in counters]
     try:
-        results = _scripts[url](keys=names, args=[window + 1], client=client)
+        results = _count(_client(url), _scripts[url], names, window + 1)
     except redis.RedisError as exc:
         _down_until[url] = now + settings.RATELIMIT_REDIS_RETRY_SECONDS
         logger.warning(
@@ -127,6 +130,17 @@ def ratelimit_check(request: HttpRequest, now: float | None = None) -> Verdict |
         if int(count) > limit:
             return Verdict(scope=scope, limit=limit, count=int(count), retry_after=retry_after)
     return None
+
+
+def _count(client: Client, script: Any, names: list[str], ttl: int) -> list[int]:
+    if isinstance(client, redis.Redis):
+        return script(keys=names, args=[ttl], client=client)  # type: ignore[no-any-return]
+    # A cluster: the keys lie in different slots (and a cluster pipeline runs no scripts).
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.incr(name)
+        pipe.expire(name, ttl)
+    return pipe.execute()[::2]
 
 
 def rate_limited_response(verdict: Verdict) -> JsonResponse:

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 from django.test import Client
 
 from personalization.models import Property
 from personalization.permissions import MARKETING
+from personalization.redis_client import connect
 from personalization.security import ratelimit
 from tests.conftest import Shop, is_postgres, make_event, needs
 from tests.privacy import media_root
@@ -39,7 +39,7 @@ def limits(settings: Any) -> Any:
     settings.RATELIMIT_WINDOW_SECONDS = 60
     settings.RATELIMIT_PER_KEY = 0
     settings.RATELIMIT_PER_ADDRESS = 0
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client = connect(django_settings.REDIS_URL)
     for name in client.scan_iter("rl:*"):
         client.delete(name)
     ratelimit._down_until.clear()
@@ -113,7 +113,7 @@ def test_rate_limit__429_from_a_browser__readable_with_retry_after(shop, limits)
 def test_rate_limit__counters__hold_no_raw_key(shop, limits):
     limits.RATELIMIT_PER_KEY = 100
     _events(shop)
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client = connect(django_settings.REDIS_URL)
     names = [n.decode() for n in client.scan_iter("rl:*")]
     assert names and not any(shop.pk in n or shop.pk[3:20] in n for n in names)
 

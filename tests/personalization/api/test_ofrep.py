@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
@@ -40,6 +39,7 @@ from personalization.models import (
 )
 from personalization.openfeature_hook import DecisionOutcomes
 from personalization.permissions import MARKETING
+from personalization.redis_client import connect
 from personalization.services.rules import rule_save
 from tests.conftest import Shop, hot_state_use
 from tests.personalization.admin.test_targeting_admin import login
@@ -288,7 +288,7 @@ def test_ofrep_python_sdk__rate_limited__retry_after_honoured(store, sdk, limits
     assert refused.value == {"d": 1} and refused.error_code == ErrorCode.GENERAL
     assert "Rate limited" in refused.error_message
     assert provider.retry_after is not None
-    counters = redis.Redis.from_url(django_settings.REDIS_URL)
+    counters = connect(django_settings.REDIS_URL)
 
     def counted() -> int:
         return sum(int(counters.get(n) or 0) for n in counters.scan_iter("rl:key:*"))

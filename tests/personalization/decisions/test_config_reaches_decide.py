@@ -31,6 +31,7 @@ from personalization.models import (
 )
 from personalization.services.experiments import experiment_start, experiment_stop, rollout_kill
 from personalization.services.rules import rule_save
+from tests import targeting
 from tests.conftest import is_postgres, needs
 from tests.servers import gunicorn, post_json, production_env, suite_database_url
 from tests.targeting import rule, slot
@@ -122,13 +123,7 @@ def test_config_change__every_kind__reaches_the_servers_next_decisions_within_1s
     )
     ExperimentGoal.objects.create(experiment=experiment, goal=goal, role="primary")
     experiment_start(experiment=experiment)
-    rollout = Rollout.objects.create(
-        property=shop.prop,
-        key="sale",
-        slot=Slot.objects.get(property=shop.prop, key="banner"),
-        variant="sale",
-        percent=100,
-    )
+    rollout = targeting.rollout(shop.prop, "sale", "banner", "sale")
 
     def kind(slot_key: str) -> Callable[[dict], str]:
         return lambda answer: answer["slots"][slot_key]["source"]["kind"]

@@ -315,7 +315,7 @@ def test_hot_copies__erasure_while_this_process_skips_redis__redis_data_erased_a
     assert decide(store.prop, DecideRequest("v-1", "s-1", ["headline"])).personalized
     r = _redis()
     assert r.exists(hotstate._counters_key(store.prop.pk, "v-1"))
-    assert r.llen(hotstate.LOG_KEY) == 1
+    assert hotstate.pending_count() == 1
     # When the visitor is erased in the second this process skips Redis after a failure
     officer = staff(PRIVACY_OFFICERS, store.prop)
     hotstate._down_until = time.monotonic() + 60
@@ -326,7 +326,7 @@ def test_hot_copies__erasure_while_this_process_skips_redis__redis_data_erased_a
         hotstate._down_until = 0.0
     # Then their data in Redis went all the same: the pending entry was flushed (and its
     # rows erased), counters, budget and signal copy deleted
-    assert r.llen(hotstate.LOG_KEY) == 0
+    assert hotstate.pending_count() == 0
     assert not Decision.objects.filter(property=store.prop, visitor_id="v-1").exists()
     assert not r.exists(hotstate._counters_key(store.prop.pk, "v-1"))
     assert not r.exists(hotstate._budget_key(store.prop.pk, "v-1", "s-1"))

@@ -55,9 +55,10 @@ def test_hot_state__entry_flushed_twice__stored_once(store):
     decide(store.prop, DecideRequest("v-1", "s-1", ["headline"]))
     r = hotstate.client()
     assert r is not None
-    (entry,) = r.lrange(hotstate.LOG_KEY, 0, -1)
+    log = hotstate.log_key(store.prop.pk, "v-1")
+    (entry,) = r.lrange(log, 0, -1)
     hotstate.decision_log_flush()
-    r.rpush(hotstate.LOG_KEY, entry)
+    r.rpush(log, entry)
     # When it is flushed again
     assert hotstate.decision_log_flush() == 1
     # Then it is stored once
@@ -83,3 +84,25 @@ def test_hot_state__session_cap_and_budget__held_in_redis(store):
     assert third.answers["headline"].variant == "short"
     hotstate.decision_log_flush()
     assert Adjustment.objects.filter(is_default=False).count() == 3
+
+
+def test_hot_state__keys_of_one_visitor__one_hash_slot_with_their_log_shard():
+    from redis.crc import key_slot
+
+    from consent.hashing import visitor_key
+
+    # Given a visitor's consent copy, counters, a session's budget, the signal copy and the
+    # shard of the log their decisions go to
+    keys = [
+        hotstate._consent_key(7, visitor_key(7, "v-1"), 3),
+        hotstate._counters_key(7, "v-1"),
+        hotstate._budget_key(7, "v-1", "s-1"),
+        hotstate._signals_key(7, "v-1"),
+        hotstate.log_key(7, "v-1"),
+    ]
+    # Then they lie in one hash slot (a decision's script touches one slot of a cluster, its
+    # first read one node)
+    assert len({key_slot(k.encode()) for k in keys}) == 1
+    # And visitors spread over every shard of the log
+    shards = {hotstate.log_key(7, f"v-{i}") for i in range(2000)}
+    assert len(shards) == hotstate.LOG_SHARDS

@@ -279,7 +279,8 @@ def clean_log():
     yield
     r = hotstate.client()
     if r is not None:
-        r.delete(hotstate.LOG_KEY)
+        for log, _ in hotstate._log_shards(r):
+            r.delete(log)
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=lambda sc: sc.name)
