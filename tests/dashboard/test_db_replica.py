@@ -17,7 +17,7 @@ from dashboard.models import AdjustmentHourly
 from personalization.db_router import REPLICA, ReplicaReadsMiddleware
 from personalization.permissions import ANALYSTS
 from tests.conftest import is_postgres, needs
-from tests.test_dashboard_pages import hourly, login, read_csv, url
+from tests.dashboard.test_dashboard_pages import hourly, login, read_csv, url
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
 
