@@ -21,7 +21,8 @@ and sticky slots exist).
    core, the Celery worker flushing the decision log on the same core, ``loadgen.py`` on the
    other core, server CPU from ``/proc``): rounds of ``POST /api/v1/decide`` on the live
    property (closed loop, ``--http-seconds``), ``POST /api/v1/adjustments`` (closed loop, each
-   body sent once) and ``POST /api/v1/decide`` on the property without live rules. Every
+   body sent once), ``POST /api/v1/decide`` on the property without live rules and
+   ``POST /bench/trivial`` (a DRF view answering ``{"ok": true}``: the floor). Every
    report carries the token of its own decision's first plan entry: the bodies are built
    beforehand from in-process decides on the live property (the visitors' sessions first,
    then new sessions of theirs), so no report takes the idempotent path; the run counts the
@@ -337,6 +338,7 @@ def run_http(
                 ("decide", "/api/v1/decide", keys[1], None),
                 ("report", "/api/v1/adjustments", keys[1], "reports-{rnd}.jsonl"),
                 ("decide_no_live", "/api/v1/decide", keys[0], None),
+                ("trivial", "/bench/trivial", keys[1], None),
             )
             for rnd in range(args.http_rounds):
                 for label, path, key, reports_file in runs:
@@ -369,6 +371,11 @@ def run_http(
     out["report_over_decide"] = round(cpu["report"] / cpu["decide"], 4)
     out["report_over_decide_no_live"] = round(cpu["report"] / cpu["decide_no_live"], 4)
     out["decide_over_decide_no_live"] = round(cpu["decide"] / cpu["decide_no_live"], 4)
+    # The floor: a DRF endpoint that does nothing (authentication, rate limit, middleware).
+    out["trivial_over_decide"] = round(cpu["trivial"] / cpu["decide"], 4)
+    out["report_over_decide_beyond_trivial"] = round(
+        (cpu["report"] - cpu["trivial"]) / (cpu["decide"] - cpu["trivial"]), 4
+    )
     sent = sum(x["requests"] for x in out["runs"]["report"])
     ok = sum(x["requests_ok"] for x in out["runs"]["report"])
     fresh = sum(x["fresh"] for x in out["runs"]["report"])
@@ -456,13 +463,15 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
                 f"   {label:<15} {cpu[label]:.3f} ms server CPU/request  ({sum(x['requests'] for x in runs[label])} "  # noqa: E501
                 f"requests; rates {[round(x['requests_per_s']) for x in runs[label]]}/s; statuses "
                 f"{dict(sum((Counter(x['statuses']) for x in runs[label]), Counter()))})"
-                for label in ("decide", "report", "decide_no_live")
+                for label in ("decide", "report", "decide_no_live", "trivial")
             ),
             f"   report / decide (live property)  {h['report_over_decide']:.3f}  (budget <= "
             f"{BUDGET_REPORT_RATIO}: "
             + ("MET" if h["report_over_decide"] <= BUDGET_REPORT_RATIO else "NOT MET")
             + f"); report / decide without live rules {h['report_over_decide_no_live']:.3f}; "
             f"decide with / without live rules {h['decide_over_decide_no_live']:.3f}",
+            f"   the floor: the trivial endpoint / decide {h['trivial_over_decide']:.3f}; beyond "
+            f"the trivial endpoint, report / decide {h['report_over_decide_beyond_trivial']:.3f}",
             f"   reports: {rep['sent']} sent, {rep['ok']} answered 200, {rep['fresh']} fresh "
             f"(a new firing each: no idempotent repeats); outcomes {rep['outcomes']} "
             f"(applied {rep['outcomes'].get('applied', 0) / max(1, rep['fresh']):.0%})",
