@@ -233,6 +233,30 @@ def run_in_process(props: list[Any], cases: list[Case], count: int, warmup: int)
     }
 
 
+def cheap_tokens() -> None:
+    """Experiment (not the product's code): plan entries' tokens signed in this process with
+    an HMAC key derived once and a compact payload, instead of ``signing.dumps``, to size
+    what signing costs decide (the tokens do not verify: parts 2 and 3 are not run)."""
+    import base64
+    import hashlib
+    import hmac
+
+    import orjson
+    from django.conf import settings
+
+    from personalization.decisions import plans
+
+    key = hashlib.sha256(f"{plans.SALT}signer{settings.SECRET_KEY}".encode()).digest()
+
+    def token(self: Any) -> str:
+        fields = [getattr(self, f) for f in self.__dataclass_fields__]
+        payload = base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=")
+        mac = hmac.new(key, payload, hashlib.sha256).digest()
+        return (payload + b":" + base64.urlsafe_b64encode(mac).rstrip(b"=")).decode()
+
+    plans.Claims.token = token  # type: ignore[method-assign]
+
+
 # --------------------------------------------------------------------------- 2. bodies
 
 
@@ -437,7 +461,9 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
             for m in r["live"]
         ),
         f"1. decide() in process, Redis hot state, {p['decisions_per_property']} decisions a "
-        "property, interleaved:",
+        "property, interleaved"
+        + (" (EXPERIMENT: tokens by a kept HMAC key)" if p["experiment_cheap_tokens"] else "")
+        + ":",
         f"   without plans  p50 {p['without_plans_ms']['p50']} ms  p99 "
         f"{p['without_plans_ms']['p99']} ms  mean {p['without_plans_ms']['mean']} ms  "
         f"(CPU {p['cpu_ms_without']} ms)",
@@ -503,14 +529,20 @@ def measure(args: argparse.Namespace, env: dict[str, str], started: datetime) ->
 
     built = setup(args)
     props, cases = built["props"], built["cases"]
+    if args.cheap_tokens:
+        cheap_tokens()
     log(f"1. in process: {args.decisions} decisions a property, interleaved")
     in_process = run_in_process(props, cases, args.decisions, args.warmup)
+    in_process["experiment_cheap_tokens"] = args.cheap_tokens
     log(f"   {in_process}")
-    needed = args.report_warmup + args.http_rounds * args.reports_per_round
-    needed += 0 if args.no_profile else 4 * args.profile_reports + 20
-    log(f"building {needed} report bodies from in-process decisions")
-    reports, bodies = report_bodies(props[1], cases, needed)
-    log(f"   {bodies}")
+    reports: list[bytes] = []
+    bodies: dict[str, Any] = {}
+    if not (args.skip_http and args.no_profile):
+        needed = args.report_warmup + args.http_rounds * args.reports_per_round
+        needed += 0 if args.no_profile else 4 * args.profile_reports + 20
+        log(f"building {needed} report bodies from in-process decisions")
+        reports, bodies = report_bodies(props[1], cases, needed)
+        log(f"   {bodies}")
     http = None
     if not args.skip_http:
         connections.close_all()
@@ -575,12 +607,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--profile-reports", type=int, default=300)
     p.add_argument("--profile-top", type=int, default=25)
+    p.add_argument(
+        "--cheap-tokens",
+        action="store_true",
+        help="experiment: tokens by a kept HMAC key (with --skip-http --no-profile)",
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     p.set_defaults(no_redis=False, db_path=False, worker_class="sync", threads=1)
     args = p.parse_args(argv)
     if not args.db.startswith("bench_live"):
         p.error("--db must start with 'bench_live' (the benchmark drops and recreates it)")
+    if args.cheap_tokens and not (args.skip_http and args.no_profile):
+        p.error("--cheap-tokens makes tokens that do not verify: add --skip-http --no-profile")
     args.loadavg_start = [round(x, 2) for x in os.getloadavg()]
     args.code_state = code_state()
     started = datetime.now(UTC)
