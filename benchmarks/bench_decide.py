@@ -1081,11 +1081,16 @@ def profile(fn: Callable[[], None], title: str, top: int, interval: float = 0.00
 
 
 def cpu_per_request(
-    decide_fn: Callable[[int], None], trivial_fn: Callable[[int], None], m: int, top: int
+    decide_fn: Callable[[int], None],
+    trivial_fn: Callable[[int], None],
+    m: int,
+    top: int,
+    labels: tuple[str, str] = ("decide", "trivial"),
 ) -> str:
     """CPU time (this process only: not Redis, not PostgreSQL) per request in-process, best of
     three, and cProfile's own-time table on the process-time clock: what decide costs the web
-    worker beyond the trivial endpoint, without HTTP parsing or sampling noise."""
+    worker beyond the trivial endpoint, without HTTP parsing or sampling noise (``labels``:
+    the names of the profiled function and of the one it is compared with)."""
     import cProfile
     import pstats
 
@@ -1104,8 +1109,9 @@ def cpu_per_request(
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
     total = sum(v[2] for v in stats.stats.values()) or 1.0  # type: ignore[attr-defined]
     lines = [
-        f"----- CPU per request in-process: decide {d:.3f} ms, trivial {t:.3f} ms, ratio "
-        f"{t / d:.3f}; cProfile (process time, own time, its overhead included) -----"
+        f"----- CPU per request in-process: {labels[0]} {d:.3f} ms, {labels[1]} {t:.3f} ms, "
+        f"ratio {labels[1]}/{labels[0]} {t / d:.3f}; cProfile (process time, own time, its "
+        "overhead included) -----"
     ]
     for (file, line, fn), (_cc, nc, tt, _ct, _callers) in rows:
         short = file.split("site-packages/")[-1].replace(str(BASE_DIR) + "/", "")
@@ -1442,7 +1448,15 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     args.loadavg_start = [round(x, 2) for x in os.getloadavg()]
     args.code_state = code_state()
-    admin_url = f"{args.pg.rstrip('/')}/postgres"
+    env, db_url = bench_env(args)
+    with bench_database(args, env):
+        return measure(args, env, db_url, started)
+
+
+def bench_env(args: argparse.Namespace) -> tuple[dict[str, str], str]:
+    """The environment of a run (the benchmark's settings, its database ``args.db`` on
+    ``args.pg``, its Redis ``args.redis_url`` unless ``args.no_redis``, the hot state there
+    unless ``args.db_path``) and the database's URL."""
     db_url = f"{args.pg.rstrip('/')}/{args.db}"
     env = {
         **os.environ,
@@ -1466,7 +1480,14 @@ def main(argv: list[str] | None = None) -> int:
         env["REDIS_URL"] = args.redis_url
     # The engine's hot state follows REDIS_URL unless --db-path keeps it in the database.
     env["DECIDE_REDIS_URL"] = "" if args.db_path or args.no_redis else args.redis_url
+    return env, db_url
 
+
+@contextmanager
+def bench_database(args: argparse.Namespace, env: dict[str, str]) -> Iterator[None]:
+    """``args.db`` created and migrated, Django set up on it in this process (``env``), and
+    dropped on exit unless ``args.keep_db``."""
+    admin_url = f"{args.pg.rstrip('/')}/postgres"
     log(f"creating database {args.db}")
     create_database(admin_url, args.db)
     try:
@@ -1480,7 +1501,7 @@ def main(argv: list[str] | None = None) -> int:
         import django
 
         django.setup()
-        return measure(args, env, db_url, started)
+        yield
     finally:
         with suppress(Exception):
             from django.db import connections
