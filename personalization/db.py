@@ -101,7 +101,8 @@ def insert_returning_new(
     qn = connection.ops.quote_name
     names = list(rows[0].keys())
     fields = _columns(model, names)
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and len(rows) > 1:
+        # (One row: the plain VALUES form below costs less than the arrays' set-up.)
         types, selects, params = _pg_arrays(fields, rows)
         ret_field = _columns(model, [returning])[0]
         conflict_columns = ", ".join(_qn(c.column) for c in _columns(model, conflict))

@@ -68,7 +68,8 @@ def fire(
             "source_key": claims.key,
             "seconds_to_fire": _seconds_to_fire(claims, report, now),
             "created_at": now,
-            "applied": False,
+            # Most firings apply: written so, and corrected in the same transaction if not.
+            "applied": True,
             "reason": "",
         }
         if not insert_returning_new(LiveFiring, [row], ["decision_id", "slot_key"], "id"):
@@ -76,9 +77,10 @@ def fire(
             first = LiveFiring.objects.get(decision_id=decision_id, slot_key=claims.slot)
             return _outcome(first.applied, first.reason)
         applied, reason = _apply(prop, claims, report, now)
-        LiveFiring.objects.filter(decision_id=decision_id, slot_key=claims.slot).update(
-            applied=applied, reason=reason or ""
-        )
+        if not applied:
+            LiveFiring.objects.filter(decision_id=decision_id, slot_key=claims.slot).update(
+                applied=False, reason=reason or ""
+            )
     return _outcome(applied, reason)
 
 
