@@ -24,6 +24,7 @@ from ..services.ingest import events_ingest
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
 from .permissions import SecretKey, StorefrontKey
+from .renderers import JSONRenderer
 from .validation import consent_body, decide_body, events_envelope
 
 # Every refusal a storefront endpoint can answer, all in the one error shape (429: the
@@ -38,6 +39,8 @@ class StorefrontView(APIView):
 
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [StorefrontKey]
+    # The hot endpoints' answers encoded by orjson (the parser is the project's default).
+    renderer_classes = [JSONRenderer]
 
     @property
     def api_key(self) -> ApiKey:
