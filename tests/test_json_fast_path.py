@@ -138,3 +138,20 @@ def test_decide__content_with_integer_past_64_bits__answered_exactly(shop, conse
     # Then it is answered, the integer exact
     assert response.status_code == 200, response.content
     assert json.loads(response.content)["slots"]["headline"]["content"] == {"n": 10**30}
+
+
+def test_ofrep__integers_past_64_bits__in_context_and_content__answered_exactly(shop, consent):
+    # Given a slot whose default content holds an integer past 64 bits, and a visitor
+    headline = slot(shop.prop, "headline")
+    Variant.objects.filter(slot=headline, key="default").update(content={"n": 10**30})
+    consent(shop.prop, "v-1")
+    body = b'{"context":{"targetingKey":"v-1","points":123456789012345678901234567890}}'
+    client = shop.client()
+    # When one flag and all flags are evaluated with such an integer in the context
+    one = client.post("/ofrep/v1/evaluate/flags/headline", body, content_type="application/json")
+    bulk = client.post("/ofrep/v1/evaluate/flags", body, content_type="application/json")
+    # Then both are answered (not a 500), the content's integer exact
+    assert one.status_code == 200, one.content
+    assert json.loads(one.content)["value"] == {"n": 10**30}
+    assert bulk.status_code == 200, bulk.content
+    assert json.loads(bulk.content)["flags"][0]["value"] == {"n": 10**30}
