@@ -66,11 +66,13 @@ MIDDLEWARE = [
     "personalization.api.errors.ApiErrorShapeMiddleware",
     # After CORS, so a browser can read a 429's Retry-After.
     "personalization.security.ratelimit.RateLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, authentication and messages, for what people sign in to; requests
+    # that authenticate by API key (/api/v1/, /ofrep/) skip them (api/middleware.py).
+    "personalization.api.middleware.PageSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "personalization.api.middleware.PageAuthenticationMiddleware",
+    "personalization.api.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Names the route for GPC evidence written inside services (consent/context.py).
     "consent.middleware.RequestRouteMiddleware",

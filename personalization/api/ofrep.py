@@ -26,6 +26,7 @@ from .errors import ofrep_error_body
 from .ofrep_answers import etag_of, flag_evaluate, flags_evaluate
 from .parsers import json_problem
 from .permissions import StorefrontKey
+from .renderers import json_bytes
 from .views import StorefrontView
 
 MAX_ID = 128  # visitor and session ids, as for POST /api/v1/decide
@@ -90,7 +91,7 @@ def evaluation_context(body: Any, key: str | None) -> tuple[str, str, dict[str, 
     problem = json_problem(context, MAX_CONTEXT_DEPTH)
     if problem:
         raise _invalid(f"context: {problem}", key)
-    if len(orjson.dumps(attributes)) > MAX_CONTEXT_BYTES:
+    if len(json_bytes(attributes)) > MAX_CONTEXT_BYTES:
         raise _invalid(f"The context is larger than {MAX_CONTEXT_BYTES} bytes of JSON.", key)
     return visitor, session, {"attributes": attributes} if attributes else {}
 
@@ -120,8 +121,11 @@ class OfrepView(StorefrontView):
         return super().handle_exception(exc)
 
     def decide_request(self, key: str | None) -> DecideRequest:
+        """The decision asked for: flag ``key``'s slot, or (None) the slots a bulk
+        evaluation fills in."""
         visitor, session, context = evaluation_context(self.request.data, key)
-        return DecideRequest(visitor, session, [], context, gpc=self.gpc, ip=self.client_ip)
+        slots = [key] if key is not None else []
+        return DecideRequest(visitor, session, slots, context, gpc=self.gpc, ip=self.client_ip)
 
 
 @extend_schema(exclude=True)

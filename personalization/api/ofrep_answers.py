@@ -14,7 +14,6 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-import orjson
 from django.db import DatabaseError
 
 from consent import services as consent_services
@@ -22,6 +21,7 @@ from consent import services as consent_services
 from ..decisions import DecideRequest, DecisionResult, SlotAnswer, decide
 from ..models import Property, Slot, SourceKind
 from ..ruleset import ruleset_for
+from .renderers import json_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +37,24 @@ REASONS: dict[str, str] = {
 DISABLED = "DISABLED"
 
 
-def _typed_fields(prop: Property) -> dict[str, str]:
-    """The property's slots, each with its ``flag_value_field`` ("" for the whole object),
-    from the compiled rule set (no query). Should compiling fail, the slots are read as
-    stored: the decision serves their defaults then (``engine.decide``)."""
+def _typed_fields(prop: Property, only: str | None = None) -> dict[str, str]:
+    """The property's slots (or the slot ``only`` alone, if it exists), each with its
+    ``flag_value_field`` ("" for the whole object), from the compiled rule set (no query).
+    Should compiling fail, the slots are read as stored: the decision serves their defaults
+    then (``engine.decide``)."""
     try:
         slots = ruleset_for(prop.pk).slots
     except DatabaseError:
         raise
     except Exception:
         logger.exception("rule set of property %s failed to compile; slots read as stored", prop.pk)
-        return dict(Slot.objects.filter(property=prop).values_list("key", "flag_value_field"))
+        stored = Slot.objects.filter(property=prop)
+        if only is not None:
+            stored = stored.filter(key=only)
+        return dict(stored.values_list("key", "flag_value_field"))
+    if only is not None:
+        found = slots.get(only)
+        return {only: found.flag_value_field} if found is not None else {}
     return {key: slot.flag_value_field for key, slot in slots.items()}
 
 
@@ -81,18 +88,19 @@ def flag_body(answer: SlotAnswer, typed_field: str, result: DecisionResult) -> d
 
 
 def flag_evaluate(prop: Property, key: str, request: DecideRequest) -> bytes | None:
-    """One flag (``POST /ofrep/v1/evaluate/flags/{key}``), encoded; None when the property has
-    no such slot (nothing decided; a GPC signal is still recorded)."""
-    fields = _typed_fields(prop)
+    """One flag (``POST /ofrep/v1/evaluate/flags/{key}``: ``request`` asks for slot ``key``),
+    encoded; None when the property has no such slot (nothing decided; a GPC signal is still
+    recorded)."""
+    fields = _typed_fields(prop, key)
     if key in fields:
-        result = decide(prop, replace(request, slots=[key]))
+        result = decide(prop, request)
         answer = result.answers.get(key)
         if answer is not None:  # None: the slot was deleted in the meantime
             body = flag_body(answer, fields[key], result)
             # Each evaluation is a logged decision that counts caps and cooldowns: a server
             # provider must not answer the next one from a cache (OFREP's former `cacheable`).
             body["cacheable"] = False
-            return orjson.dumps(body)
+            return json_bytes(body)
     elif request.gpc:
         consent_services.gpc_apply(
             property_id=prop.pk, visitor_ids=[request.visitor_id], ip=request.ip
@@ -111,12 +119,12 @@ def flags_evaluate(prop: Property, request: DecideRequest) -> tuple[bytes, str]:
             consent_services.gpc_apply(
                 property_id=prop.pk, visitor_ids=[request.visitor_id], ip=request.ip
             )
-        encoded, decision_id = orjson.dumps({"flags": []}), b""
+        encoded, decision_id = json_bytes({"flags": []}), b""
     else:
         result = decide(prop, replace(request, slots=list(fields)))
         flags = [flag_body(a, fields.get(a.slot, ""), result) for a in result.answers.values()]
         decision_id = str(result.decision_id).encode()
-        encoded = orjson.dumps({"flags": flags, "metadata": {"decision_id": decision_id.decode()}})
+        encoded = json_bytes({"flags": flags, "metadata": {"decision_id": decision_id.decode()}})
     without_id = encoded.replace(decision_id, b"") if decision_id else encoded
     return encoded, etag_of(without_id, request.visitor_id, request.session_id)
 

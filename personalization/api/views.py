@@ -17,6 +17,7 @@ from ..services.ingest import events_ingest
 from . import serializers as s
 from .authentication import ApiKeyAuthentication
 from .permissions import StorefrontKey
+from .renderers import JSONRenderer
 from .validation import decide_body, events_envelope
 
 
@@ -25,6 +26,8 @@ class StorefrontView(StorefrontBase):
 
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [StorefrontKey]
+    # The hot endpoints' answers encoded by orjson (the parser is the project's default).
+    renderer_classes = [JSONRenderer]
 
     @property
     def api_key(self) -> ApiKey:
