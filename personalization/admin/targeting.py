@@ -37,7 +37,7 @@ from ..models import (
 )
 from ..selectors import live_firings
 from ..services.replay import rule_replay
-from ..services.rules import rule_restore, rule_save, rule_status_set
+from ..services.rules import VERSIONED_FIELDS, rule_restore, rule_save, rule_status_set
 from .mixins import ReadOnlyInline, ScopedInline
 
 SEGMENT_SAMPLE = 5000
@@ -284,28 +284,8 @@ class RuleForm(forms.ModelForm):
 
     class Meta:
         model = Rule
-        fields = [
-            "property",
-            "key",
-            "name",
-            "slot",
-            "variant",
-            "condition",
-            "priority",
-            "status",
-            "starts_at",
-            "ends_at",
-            "cooldown_seconds",
-            "cap_per_session",
-            "cap_per_day",
-            "cap_per_week",
-            "stickiness_override",
-            "fires",
-            "min_sample",
-            "require_interval",
-            "guardrail",
-            "guardrail_autopause",
-        ]
+        # What a version records, in the form's order (the property first).
+        fields = ["property", *(name.removesuffix("_id") for name in VERSIONED_FIELDS)]
         help_texts = {
             "cooldown_seconds": "Minimum time before this rule applies again to the same "
             "visitor. Counts new applications only. " + STICKY_NOTE,

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from ..exceptions import ApplicationError
-from ..models import Rule, RuleStatus, RuleVersion
+from ..models import Rule, RuleFires, RuleStatus, RuleVersion
 from .audit import AuditAction, audit_action
 
 VERSIONED_FIELDS = [
@@ -24,6 +24,7 @@ VERSIONED_FIELDS = [
     "cap_per_day",
     "cap_per_week",
     "stickiness_override",
+    "fires",
     "min_sample",
     "require_interval",
     "guardrail_id",
@@ -74,7 +75,8 @@ def rule_restore(*, rule: Rule, version: int, user: Any = None) -> Rule:
     old = RuleVersion.objects.filter(rule=rule, version=version).first()
     if old is None:
         raise ApplicationError("unknown_version", f"Rule {rule.key} has no version {version}.")
-    for name, value in old.snapshot.items():
+    # (A version saved before a field existed had its default.)
+    for name, value in {"fires": RuleFires.ANY, **old.snapshot}.items():
         if name in ("starts_at", "ends_at") and value:
             value = parse_datetime(value)
         setattr(rule, name, value)
