@@ -22,7 +22,8 @@ from consent import services as consent_services
 from consent.hashing import visitor_key
 from consent.models import ConsentRecord
 
-from .decisions import DecideRequest, decide
+from .conditions import compile_condition
+from .decisions import DecideRequest, decide, firings
 from .exceptions import ApplicationError
 from .hotstate import decision_log_flush
 from .models import Experiment, ExperimentGoal, Goal, Property, Rule, Segment, Slot, Variant
@@ -349,6 +350,51 @@ COMMENTS = {
 }
 
 
+def page_signals(rng: random.Random, persona: Persona) -> dict[str, Any]:
+    """What the tracker would measure in one of the persona's page views (``page.*``)."""
+    dwell = rng.uniform(*persona.seconds_per_page)
+    clicks = sum(rng.random() < persona.click_rate for _ in range(5))
+    return {
+        "scroll_speed": round(rng.uniform(*persona.scroll_speed)),
+        "scroll_depth": round(rng.uniform(*persona.max_depth)),
+        "dwell_s": round(dwell, 1),
+        "idle_s": round(rng.uniform(0, dwell / 3), 1),
+        "exit_intent": rng.random() < 0.3,
+        "clicks": clicks,
+        "rage_clicks": int(clicks >= 4 and rng.random() < 0.2),
+        "activity_trend": round(rng.uniform(0.3, 1.5), 2),
+    }
+
+
+def play_live(prop: Property, visit: "Visit", plan: list[dict], totals: "SimulationTotals") -> None:
+    """The page's side of a live plan: the page signals of this view, each entry whose
+    ``when`` holds fired (highest priority first, once per slot) and reported through the
+    same service as ``POST /api/v1/adjustments``; an applied firing changes what the
+    visitor sees."""
+    page = page_signals(visit.rng, visit.persona)
+    fired_at = visit.t + timedelta(seconds=page["dwell_s"])
+    done: set[str] = set()
+    for entry in sorted(plan, key=lambda e: -e["priority"]):
+        holds = compile_condition(entry["when"])({"page": page})
+        if entry["slot"] in done or not holds:
+            continue
+        done.add(entry["slot"])
+        report = {
+            "decision_id": visit.decision_id,
+            "slot": entry["slot"],
+            "variant": entry["variant"],
+            "token": entry["token"],
+            "signals": {f"page.{k}": v for k, v in page.items()},
+            "fired_at": fired_at,
+        }
+        outcome = firings.fire(prop, report, now=fired_at)
+        totals.live_fired += 1
+        if outcome["applied"]:
+            totals.live_applied += 1
+            visit.answers[entry["slot"]] = entry["variant"]
+            visit.contents[entry["slot"]] = entry["content"]
+
+
 def _persona(rng: random.Random) -> Persona:
     roll, acc = rng.random(), 0.0
     for persona in PERSONAS:
@@ -537,6 +583,9 @@ class SimulationTotals:
     dropped_no_consent: int = 0
     decisions: int = 0
     adjustments: int = 0
+    # Live plan entries fired in the simulated pages, and how many the server applied.
+    live_fired: int = 0
+    live_applied: int = 0
     survey_responses: int = 0
 
     def add(self, result: IngestResult, sent: int) -> None:
@@ -668,6 +717,8 @@ def simulate(
             visit.decision_id = str(result.decision_id)
             visit.answers = {k: a.variant for k, a in result.answers.items()}
             visit.contents = {k: a.content for k, a in result.answers.items()}
+            if result.live:
+                play_live(prop, visit, result.live, totals)
 
         def respond(visit: Visit, survey_key: str, answers: dict[str, Any]) -> None:
             try:

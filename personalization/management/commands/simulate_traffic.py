@@ -49,6 +49,8 @@ class Command(BaseCommand):
             f"{totals.visitors} visitors, {totals.sent} events sent: {totals.accepted} stored, "
             f"{totals.duplicates} duplicates, {totals.quarantined} quarantined, "
             f"{totals.dropped_no_consent} dropped for lack of consent; "
-            f"{totals.decisions} decisions, {totals.adjustments} adjustments, "
+            f"{totals.decisions} decisions, {totals.adjustments} adjustments at page load, "
+            f"{totals.live_fired} live adjustments fired in the page "
+            f"({totals.live_applied} applied), "
             f"{totals.survey_responses} survey responses."
         )

@@ -358,3 +358,30 @@ def test_rule_admin__page_rule_restricted_to_page_load__refused_with_the_reason(
     response = client.post("/admin/personalization/rule/add/", {**data, "fires": "any"})
     assert response.status_code == 302
     assert Rule.objects.get(key="fast").fires == "any"
+
+
+def test_simulator__live_plan__fired_from_simulated_page_signals_through_the_service(live_shop):
+    import random
+
+    from personalization.decisions import DecideRequest, decide
+    from personalization.simulation import PERSONAS, SimulationTotals, Visit, play_live
+
+    # Given a decision whose plan holds a fast-scroller entry, and a fast scroller's page view
+    rule(live_shop.prop, "fast", "layout", "condensed", FAST)
+    now = timezone.now()
+    result = decide(live_shop.prop, DecideRequest("v-1", "s-1", ["layout"]), now=now)
+    fast = next(p for p in PERSONAS if p.name == "fast_scroller")
+    assert fast.scroll_speed[0] > 1000
+    visit = Visit(random.Random(3), "v-1", fast, now, "desktop", True)
+    visit.decision_id = str(result.decision_id)
+    totals = SimulationTotals()
+    # When the simulator plays the plan
+    play_live(live_shop.prop, visit, result.live, totals)
+    # Then the entry fired, was applied by the server and logged as fired in the page
+    assert (totals.live_fired, totals.live_applied) == (1, 1)
+    assert visit.answers["layout"] == "condensed"
+    (fired,) = firings_logged(live_shop.prop)
+    assert fired.signals["page"]["page.scroll_speed"] > 1000
+    # and a deep reader (slow scrolls) would not have fired it
+    slow = next(p for p in PERSONAS if p.name == "deep_reader")
+    assert slow.scroll_speed[1] < 1000
