@@ -87,7 +87,7 @@ class CompiledRule:
     # (what the server knows reduces it; the page.* part is left for the page). None else.
     partial: PartialCondition | None = None
     # When it may apply: at page load, in the page, or both (``RuleFires``).
-    fires: str = RuleFires.ANY
+    fires: str = RuleFires.ANY.value
 
     def live_at(self, now: datetime) -> bool:
         return (self.starts_at is None or self.starts_at <= now) and (
@@ -308,7 +308,7 @@ def compile_ruleset(property_id: int, version: int) -> RuleSet:
             min_sample=rule.min_sample,
             require_interval=rule.require_interval,
             partial=compile_partial(guard(rule.condition)) if reads_page else None,
-            fires=rule.fires,
+            fires=str(rule.fires),
         )
         rules_by_slot.setdefault(compiled.slot, []).append(compiled)
     for slot_rules in rules_by_slot.values():

@@ -20,6 +20,10 @@ from .content import all_defaults, content, default_answer
 from .context import Counters, Decision
 from .state import open_state
 
+# A rule's ``fires`` restrictions, as the plain strings compiled rules hold.
+LOAD_ONLY = RuleFires.LOAD.value
+PAGE_ONLY = RuleFires.PAGE.value
+
 
 def in_holdout(prop: Property, visitor_id: str) -> bool:
     if prop.holdout_pct <= 0:
@@ -131,12 +135,14 @@ def candidates(d: Decision, slot_key: str, live_rules: list[CompiledRule]) -> li
     offers: list[tuple[CompiledRule, dict]] = []
     for rule in live_rules:
         holds = rule_matches(rule, d.attributes, d.ruleset)
-        if holds is False:
-            continue
-        if holds is True and rule.fires != RuleFires.PAGE:
-            found.append(rule)
-        elif rule.fires != RuleFires.LOAD:
-            offers.append((rule, {} if holds is True else holds))
+        if isinstance(holds, dict):  # what remains depends on the page
+            if rule.fires != LOAD_ONLY:
+                offers.append((rule, holds))
+        elif holds:
+            if rule.fires != PAGE_ONLY:
+                found.append(rule)
+            else:
+                offers.append((rule, {}))
     if offers:
         d.offers[slot_key] = offers
     if d.explain:
