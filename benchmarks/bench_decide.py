@@ -1695,7 +1695,8 @@ def code_state() -> dict[str, Any]:
     import hashlib
 
     files = [
-        "personalization/engine.py",
+        "personalization/decisions/engine.py",
+        "personalization/decisions/stages.py",
         "personalization/conditions.py",
         "personalization/ruleset.py",
         "personalization/selectors.py",

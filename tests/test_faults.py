@@ -625,9 +625,8 @@ def hot_state_url(request, broker, settings) -> str:
 def test_decision_log_flush__worker_killed_mid_flush__none_lost_none_twice(
     shop, consent, media, broker, hot_state_url, tmp_path
 ):
-    from personalization.engine import DecideRequest, decide
-
     from personalization import hotstate
+    from personalization.decisions import DecideRequest, decide
     from personalization.models import Adjustment, Decision
     from tests.targeting import rule, slot
 
