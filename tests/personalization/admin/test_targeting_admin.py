@@ -250,3 +250,62 @@ def test_slot_admin__variant_content_checked_against_slot_schema(shop, staff):
     )
     assert response.status_code == 200
     assert "must contain" in response.content.decode()
+
+
+def test_rule_replay__live_rule__fires_on_estimated_page_signals_and_says_where(
+    shop_with_slot, staff
+):
+    # Given v-1's page view with a slow then a fast scroll, and v-2's with slow scrolls only
+    t = timezone.now() - timedelta(hours=2)
+    events_ingest(
+        prop=shop_with_slot.prop,
+        events=[
+            make_event(at=t),
+            make_event(
+                "scroll",
+                at=t + timedelta(seconds=4),
+                properties={"depth_pct": 20, "speed_px_s": 300},
+            ),  # fmt: skip
+            make_event(
+                "scroll",
+                at=t + timedelta(seconds=9),
+                properties={"depth_pct": 60, "speed_px_s": 2400},
+            ),  # fmt: skip
+            make_event(visitor_id="v-2", session_id="x", at=t),
+            make_event(
+                "scroll",
+                visitor_id="v-2",
+                session_id="x",
+                at=t + timedelta(seconds=5),
+                properties={"depth_pct": 30, "speed_px_s": 200},
+            ),  # fmt: skip
+        ],
+    )
+    # And a live rule: fast scrollers in their first session
+    target = rule(
+        shop_with_slot.prop,
+        "fast",
+        "headline",
+        "short",
+        {"session.page_views": {"$gte": 1}, "page.scroll_speed": {"$gt": 1000}},
+    )
+    # When it is replayed
+    report = rule_replay(rule=target)
+    # Then it fired once, in v-1's page, 9 s after the page view, not for v-2
+    assert report.live and report.decision_points == 2
+    assert (report.applications, report.fired_in_page) == (1, 1)
+    assert report.median_seconds_to_fire == 9.0
+    assert report.sessions_matched == 1
+    # and the page says the page signals were estimated, and how
+    assert report.approximations == [
+        "page.scroll_speed: the speed the last scroll event recorded (speed_px_s), not the "
+        "tracker's one-second window"
+    ]
+    text = (
+        login(staff(MARKETING, shop_with_slot.prop))
+        .get(f"/admin/personalization/rule/{target.pk}/replay/")
+        .content.decode()
+    )
+    assert "estimated from the recorded events" in text
+    assert "page.scroll_speed: the speed the last scroll event recorded" in text
+    assert "median 9.0 s after the page view" in text
