@@ -19,7 +19,7 @@ from consent.selectors import deadline_flag
 from personalization import stats
 from personalization.learning.overview import learning_overview
 from personalization.models import Experiment, ExperimentSnapshot, Fate, Property, Segment, Survey
-from personalization.selectors import ingest_fates
+from personalization.selectors import ingest_fates, live_firings_by_rule
 
 from . import charts, selectors
 from .charts import Chart
@@ -303,8 +303,41 @@ def rules(f: Filters) -> PageData:
                 help="Times a rule matched but was not applied: cooldown, frequency cap, "
                 "session budget, a higher-priority rule (conflict), consent, holdout.",
             ),
+            _live_chart(f),
         ],
         {"segment_goals": _segment_goals(f.prop)},
+    )
+
+
+def _live_chart(f: Filters) -> Chart:
+    """Live rules: their entries fired in the page, applied or refused, and how long after
+    the page-load decision they fired (their applications are in the charts above too)."""
+    rows = [
+        (key, fired, refused, _r(median))
+        for key, fired, refused, median in live_firings_by_rule(
+            f.properties.values_list("pk", flat=True), f.since, f.until
+        )
+    ]
+
+    def figure(rows: charts.Rows) -> charts.Figure:
+        return charts.bars(
+            [str(r[0]) for r in rows],
+            {"Applied": [r[1] for r in rows], "Refused": [r[2] for r in rows]},
+            y_title="Firings in the page",
+            stacked=True,
+        )
+
+    return Chart(
+        "live-firings",
+        "Live rules: firings in the page, and time to fire",
+        ["rule", "applied", "refused", "median_seconds_to_fire"],
+        rows,
+        figure,
+        empty="No live rule fired in a page in this period.",
+        help="Plan entries of rules reading page.* signals that fired in the page and were "
+        "reported: applied, or refused by the server (cooldown, cap, session budget, consent "
+        "withdrawn, rule changed). Applied firings count as adjustments in the charts above. "
+        "Time to fire: median seconds from the page-load decision to the firing (in the CSV).",
     )
 
 

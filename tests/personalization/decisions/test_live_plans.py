@@ -385,3 +385,27 @@ def test_simulator__live_plan__fired_from_simulated_page_signals_through_the_ser
     # and a deep reader (slow scrolls) would not have fired it
     slow = next(p for p in PERSONAS if p.name == "deep_reader")
     assert slow.scroll_speed[1] < 1000
+
+
+def test_dashboard_rules__live_rule__firings_and_time_to_fire(live_shop, staff):
+    import csv
+    import io
+
+    from django.test import Client
+
+    from personalization.permissions import MARKETING
+
+    rule(live_shop.prop, "fast", "layout", "condensed", FAST, cap_per_session=1)
+    first, second = ask(live_shop), ask(live_shop)
+    report(live_shop, first["live"][0], first["decision_id"])
+    report(live_shop, second["live"][0], second["decision_id"])
+    client = Client()
+    client.force_login(staff(MARKETING, live_shop.prop))
+    page = client.get("/dashboard/rules/")
+    assert page.status_code == 200
+    assert "Live rules: firings in the page, and time to fire" in page.content.decode()
+    response = client.get("/dashboard/rules/?format=csv&chart=live-firings")
+    assert response.status_code == 200, response.content[:300]
+    (row,) = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert (row["rule"], row["applied"], row["refused"]) == ("fast", "1", "1")
+    assert float(row["median_seconds_to_fire"]) >= 0
