@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count
+from django.db.models import CharField, Count
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from . import visitor_state
 from .conditions import CompiledCondition
@@ -57,7 +58,9 @@ def trending_items(property_id: int, now: datetime, limit: int) -> list[str]:
                 timestamp__gte=now - TRENDING_WINDOW,
                 type__in=("page_view", "add_to_cart"),
             )
-            .annotate(item=KeyTextTransform("item_id", "properties"))
+            # As text (Cast): compared with "" as a string, not as JSON, which SQLite's JSON
+            # lookups get wrong ("malformed JSON").
+            .annotate(item=Cast(KeyTextTransform("item_id", "properties"), CharField()))
             .exclude(item__isnull=True)
             .exclude(item="")
             .values("item")

@@ -75,3 +75,59 @@ def test_load_demo__creates_staff_property_and_traffic(db):
     assert Event.objects.filter(property=prop, type="click", decision_id__isnull=False).exists()
     again = run("load_demo", "--visitors", "20", "--days", "5")
     assert "Demo property existed" in again
+
+
+def test_make_run_setup__embedded_defaults__migrate_demo_and_rollup_succeed(tmp_path):
+    """`make run`'s own set-up on its embedded defaults (SQLite, the folder broker), in a
+    subprocess as the Makefile runs it: a query only SQLite refuses fails here, not on a
+    newcomer's first `make run` (the trending query once did: "malformed JSON")."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "DECIDE_REDIS_URL", "TASKS_IN_PROCESS")
+    }
+    env.update(
+        DJANGO_DEBUG="1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        CELERY_BROKER_URL="filesystem://",
+        DEMO_ENABLED="1",
+    )
+    # The live-content queries read JSON inside events, where SQLite differs most: asked
+    # directly, over events that hold the keys they read (the small demo may have none in
+    # the window).
+    live_queries = (
+        "import uuid; from django.utils import timezone; from personalization import live; "
+        "from personalization.models import Event, Property; "
+        "p = Property.objects.first(); now = timezone.now(); "
+        "[Event.objects.create(property=p, event_id=uuid.uuid4(), type='page_view', "
+        "visitor_id=f'v-{i}', session_id='s', timestamp=now, received_at=now, "
+        "properties={'item_id': 'sku-1'}) for i in range(3)]; "
+        "print('trending', live.trending_items(p.pk, now, 5))"
+    )
+    steps = [
+        ["migrate", "--noinput", "-v", "0"],
+        ["load_demo", "--visitors", "120", "--days", "10"],
+        ["dashboard_rollup"],
+        ["shell", "-c", live_queries],
+    ]
+    outputs = []
+    for step in steps:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *step],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, (step, done.stdout[-2000:], done.stderr[-3000:])
+        outputs.append(done.stdout)
+    assert "Demo ready." in outputs[1]
+    assert "rollup rows written" in outputs[2]
+    assert "trending ['sku-1']" in outputs[3]
