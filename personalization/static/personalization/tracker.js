@@ -549,7 +549,7 @@
 
   // What the on-demand parts may use.
   const core = {
-    h, on, warn, cut, obj, send, problem, track, choose, put, gpc, GPC, tag, attr, applySlot,
+    h, on, warn, cut, obj, send, call, problem, track, choose, put, gpc, GPC, tag, attr, applySlot,
     policy: () => policy, visitor: () => vid, session: () => session(true).id
   };
   const all = value => Object.fromEntries((policy?.purposes || []).map(p => [p.key, value]));
