@@ -121,14 +121,14 @@
     }
     return false; // an unknown operator never matches
   }
-  // The page.* signals a condition reads: the name after "page." (a section's name is
-  // section_visible_s), at any depth of the logic.
+  // The page.* attributes a condition reads (e.g. page.section_visible_s.hero), at any depth
+  // of the logic.
   function reads(c, out = new Set()) {
     if (plain(c)) {
       for (const k in c) {
         if (/^\$(and|or|nor)$/.test(k) && isArr(c[k])) c[k].forEach(x => reads(x, out));
         else if (k == '$not') reads(c[k], out);
-        else if (k.startsWith('page.')) out.add(k.split('.')[1]);
+        else if (k.startsWith('page.')) out.add(k);
       }
     }
     return out;
@@ -280,7 +280,7 @@
     // Fire: note how the slot's elements are (to put them back), apply the entry, report it.
     function fire(en) {
       const signals = {}, before = [];
-      for (const name of en.reads) signals['page.' + name] = sig[name];
+      for (const k of en.reads) signals[k] = path({ page: sig }, k);
       for (const e of D.querySelectorAll(`[data-slot="${CSS.escape(en.slot)}"]`)) {
         before.push([e, e.cloneNode(true)]);
         try { applySlot(e, en.slot, en, decision); } catch (err) { warn('live' + en.slot, `slot ${en.slot} left as is: ${err}`); }
@@ -332,7 +332,7 @@
         entries.push({ ...en, reads: reads(en.when), expires: Date.parse(en.expires_at) || Infinity, priority: +en.priority || 0 });
       }
       entries.sort((a, b) => b.priority - a.priority);
-      wanted = new Set(entries.flatMap(en => [...en.reads]));
+      wanted = new Set(entries.flatMap(en => [...en.reads].map(k => k.split('.')[1])));
       consent();
       if (measuring && !frame) frame = requestAnimationFrame(evaluate);
     };
