@@ -15,6 +15,7 @@ import pytest
 
 from personalization.hotstate import decision_log_flush
 from personalization.models import Adjustment, Decision, LiveFiring, Property, Slot, Variant
+from personalization.simulation import demo_live_rules
 from tests.personalization.decisions.test_conformance import CASES, unique_ids
 from tests.personalization.ingest import test_tracker_browser
 from tests.personalization.ingest.test_tracker_browser import Storefront
@@ -585,3 +586,69 @@ def test_live_signals__time__dwell_and_idle_count_and_input_resets_idle(storefro
     shop.wait(lambda: shop.page.evaluate("microadjust.signals().page.idle_s") == 0)
     assert shop.page.evaluate("microadjust.signals().page.dwell_s") >= before["dwell_s"]
 
+
+# ---- the demo's own live rules (what `make run` ships) --------------------------------------
+
+
+def wiggle(page: Any, speed: float, seconds: float) -> None:
+    """Scroll down and back up the page at ``speed`` px/s for ``seconds`` (a fast scroller on
+    a page shorter than a second of their scrolling)."""
+    page.evaluate(
+        """([speed, seconds]) => new Promise(done => {
+            const room = document.documentElement.scrollHeight - innerHeight;
+            const t0 = performance.now();
+            const step = t => {
+                const s = Math.max(0, t - t0) / 1000, d = (speed * s) % (2 * room);
+                scrollTo(0, d <= room ? d : 2 * room - d);
+                s >= seconds ? done() : requestAnimationFrame(step);
+            };
+            requestAnimationFrame(step);
+        })""",
+        [speed, seconds],
+    )
+
+
+def test_demo_live_rules__fast_scroller__condensed_in_place_within_150_ms_logged_once(storefront):
+    shop = storefront
+    # Given the demo's live rules, as `make run` loads them, and a visitor who accepted
+    demo_live_rules(shop.prop)
+    open_accepted(shop, script=RECORD_FIRINGS)
+    shop.page.evaluate(PROBE_CROSSING)
+    # When they scroll through the shop fast
+    wiggle(shop.page, 4000, 1.5)
+    # Then the product list is condensed in place within 150 ms of the speed crossing 2,500 px/s
+    probe = shop.wait(lambda: shop.page.evaluate("__probe.change !== null && __probe"))
+    assert 0 <= probe["change"] - probe["cross"] <= 150
+    assert layout_of(shop.page) == "condensed"
+    # And it was reported once and logged once, by the demo's rule
+    (fired,) = shop.page.evaluate("window.__fired")
+    assert fired["slot"] == "layout" and fired["variant"] == "condensed"
+    (logged,) = shop.wait(page_firings(shop))
+    assert logged.suppressed == []
+    assert [(a.slot_key, a.source_key) for a in Adjustment.objects.filter(decision=logged)] == [
+        ("layout", "fast-scrollers-condensed")
+    ]
+    wiggle(shop.page, 4000, 1.2)
+    assert reports(shop) == 1
+    assert shop.page_errors == []
+
+
+def test_demo_live_rules__newsletter__held_while_reading_shown_on_exit_intent(storefront):
+    shop = storefront
+    # Given the demo's live rules, and a visitor who accepted and reads on
+    demo_live_rules(shop.prop)
+    open_accepted(shop)
+    popup = shop.page.locator("[data-slot=newsletter_popup]")
+    assert popup.get_attribute("data-ma-variant") == "held"
+    shop.page.mouse.move(300, 300)
+    assert popup.is_hidden()
+    # When the pointer leaves the page through its top edge
+    shop.page.mouse.move(300, -5)
+    shop.page.dispatch_event("html", "mouseout", {"clientY": -5, "relatedTarget": None})
+    # Then the pop-up shows in place, reported and logged once by the demo's rule
+    shop.wait(lambda: popup.is_visible(), what="the pop-up")
+    (logged,) = shop.wait(page_firings(shop))
+    assert logged.signals["page"]["page.exit_intent"] is True
+    assert [(a.slot_key, a.source_key) for a in Adjustment.objects.filter(decision=logged)] == [
+        ("newsletter_popup", "newsletter-when-ready")
+    ]
