@@ -26,7 +26,17 @@ from .conditions import compile_condition
 from .decisions import DecideRequest, decide, firings
 from .exceptions import ApplicationError
 from .hotstate import decision_log_flush
-from .models import Experiment, ExperimentGoal, Goal, Property, Rule, Segment, Slot, Variant
+from .models import (
+    Experiment,
+    ExperimentGoal,
+    Goal,
+    Property,
+    Rule,
+    RuleFires,
+    Segment,
+    Slot,
+    Variant,
+)
 from .services.experiments import experiment_snapshot, experiment_start
 from .services.ingest import IngestResult, events_ingest
 from .services.rules import rule_save
@@ -212,6 +222,73 @@ def demo_targeting(prop: Property) -> None:
                 variant=variants[(slot_key, variant)],
                 priority=priority,
                 condition=condition,
+                status="active",
+                **extra,
+            )
+        )
+
+
+# The demo's live rules (issue 17): each acts out one of the product's defining examples in the
+# open page, from the page signals the tracker measures (docs/CONTRACT.md, "Live in-page
+# adjustments"). (key, slot, variant, its content, strategy, priority, fires, condition, extra)
+DEMO_LIVE_RULES: list[tuple[str, str, str, dict, str, int, str, dict, dict]] = [
+    # Fast scrollers get a condensed layout in place.
+    (
+        "fast-scrollers-condensed", "layout", "condensed", {"layout": "condensed"}, "", 45,
+        RuleFires.PAGE, {"page.scroll_speed": {"$gt": 2500}}, {},
+    ),
+    # The newsletter pop-up is held at page load while the visitor reads (two minutes) ...
+    (
+        "newsletter-held", "newsletter_popup", "held", {"delay_ms": 120000}, "", 10,
+        RuleFires.LOAD, {}, {},
+    ),
+    # ... and shown once they show exit intent or go idle.
+    (
+        "newsletter-when-ready", "newsletter_popup", "now", {"delay_ms": 0}, "", 45,
+        RuleFires.PAGE,
+        {"$or": [{"page.exit_intent": True}, {"page.idle_s": {"$gte": 8}}]},
+        {"cooldown_seconds": 86400},
+    ),
+    # Recommendations picked from the visitor's own views switch to trending ones when their
+    # activity falls off (the server settles the first part, the page the second).
+    (
+        "fading-activity-trending", "recommendations", "trending", {"title": "Trending now"},
+        "trending", 45, RuleFires.PAGE,
+        {"visitor.items_viewed": {"$size": {"$gt": 0}}, "page.activity_trend": {"$lt": -0.3}},
+        {},
+    ),
+]  # fmt: skip
+
+
+def demo_live_rules(prop: Property) -> None:
+    """The demo property's live rules and the variants they serve (idempotent: what exists
+    is kept, so staff's edits survive a second ``load_demo``)."""
+    for (
+        key,
+        slot_key,
+        vkey,
+        content,
+        strategy,
+        priority,
+        fires,
+        condition,
+        extra,
+    ) in DEMO_LIVE_RULES:
+        slot = Slot.objects.filter(property=prop, key=slot_key).first()
+        if slot is None or Rule.objects.filter(property=prop, key=key).exists():
+            continue
+        variant, _ = Variant.objects.get_or_create(
+            slot=slot, key=vkey, defaults={"content": content, "strategy": strategy}
+        )
+        rule_save(
+            rule=Rule(
+                property=prop,
+                key=key,
+                slot=slot,
+                variant=variant,
+                priority=priority,
+                condition=condition,
+                fires=fires,
                 status="active",
                 **extra,
             )

@@ -244,7 +244,11 @@ def serve_sticky(
         d.result.answers[slot.key] = rule_answer(d, slot, chosen, sticky=True)
         return True
     held_model = bool(slot.model) and held.get("model") == slot.model
-    still_there = held_model or held.get("rule_id") in {r.id for r in live_rules}
+    # A rule that fires in the page only is never served at page load, not even as a
+    # repeat: its page part must hold again in the new page (a pop-up shown on exit intent
+    # is not shown at once on the next page).
+    page_load_ids = {r.id for r in live_rules if r.fires != PAGE_ONLY}
+    still_there = held_model or held.get("rule_id") in page_load_ids
     displaced = (
         chosen is not None and chosen.stickiness_override and chosen.priority > held["priority"]
     )

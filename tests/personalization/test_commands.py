@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from personalization.models import ApiKey, Event, Property, QuarantinedEvent
+from personalization.models import ApiKey, Event, Property, QuarantinedEvent, Rule, RuleFires
 from personalization.services.keys import api_key_authenticate
 
 
@@ -73,8 +73,22 @@ def test_load_demo__creates_staff_property_and_traffic(db):
     assert Decision.objects.filter(property=prop).exists()
     assert Adjustment.objects.filter(property=prop, is_default=False).exists()
     assert Event.objects.filter(property=prop, type="click", decision_id__isnull=False).exists()
+    # and its live rules act out the product's examples in the open page
+    live = Rule.objects.filter(property=prop, fires=RuleFires.PAGE)
+    assert {r.key: r.condition for r in live} == {
+        "fast-scrollers-condensed": {"page.scroll_speed": {"$gt": 2500}},
+        "newsletter-when-ready": {
+            "$or": [{"page.exit_intent": True}, {"page.idle_s": {"$gte": 8}}]
+        },
+        "fading-activity-trending": {
+            "visitor.items_viewed": {"$size": {"$gt": 0}},
+            "page.activity_trend": {"$lt": -0.3},
+        },
+    }
     again = run("load_demo", "--visitors", "20", "--days", "5")
     assert "Demo property existed" in again
+    # (run again, nothing is added twice)
+    assert Rule.objects.filter(property=prop, key="fast-scrollers-condensed").count() == 1
 
 
 def test_make_run_setup__embedded_defaults__migrate_demo_and_rollup_succeed(tmp_path):

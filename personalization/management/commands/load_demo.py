@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from personalization.models import Property
 from personalization.permissions import ANALYSTS, MARKETING, PRIVACY_OFFICERS, role_grant
 from personalization.services.properties import property_create
-from personalization.simulation import demo_snapshots_backfill, demo_targeting
+from personalization.simulation import demo_live_rules, demo_snapshots_backfill, demo_targeting
 
 DEMO_SLUG = "demo-shop"
 
@@ -48,6 +48,9 @@ class Command(BaseCommand):
             role_grant(user, prop, role)
         if keys:
             demo_targeting(prop)
+        # The live rules also reach a demo property loaded before they existed.
+        demo_live_rules(prop)
+        if keys:
             call_command(
                 "simulate_traffic",
                 property=DEMO_SLUG,

@@ -3,7 +3,8 @@
  * (the page.* attributes; docs/CONTRACT.md, "Live in-page adjustments", defines each) while
  * `personalization` or `granular_tracking` is granted, keeps them in memory, and evaluates each
  * entry's `when` with its own implementation of the condition language, at most once per
- * animation frame and only after a signal the plan reads has changed.
+ * animation frame and only after a signal the plan reads has changed. A firing is applied in
+ * place and reported to POST /adjustments with the core's transport; a refusal puts the slot back.
  */
 (() => {
   'use strict';
@@ -120,14 +121,14 @@
     }
     return false; // an unknown operator never matches
   }
-  // The page.* signals a condition reads: the name after "page." (a section's name is
-  // section_visible_s), at any depth of the logic.
+  // The page.* attributes a condition reads (e.g. page.section_visible_s.hero), at any depth
+  // of the logic.
   function reads(c, out = new Set()) {
     if (plain(c)) {
       for (const k in c) {
         if (/^\$(and|or|nor)$/.test(k) && isArr(c[k])) c[k].forEach(x => reads(x, out));
         else if (k == '$not') reads(c[k], out);
-        else if (k.startsWith('page.')) out.add(k.split('.')[1]);
+        else if (k.startsWith('page.')) out.add(k);
       }
     }
     return out;
@@ -139,7 +140,7 @@
 
   // ---- page signals and the plan ---------------------------------------------------------------------
   ma._define?.('live', core => {
-    const { on, warn, applySlot } = core;
+    const { on, warn, applySlot, call, problem, attr } = core;
     const allowed = purpose => ma.consent.get()[purpose] === true;
     const SPEED_MS = 1000, EXIT_UP_PX = 1500, RAGE_N = 3, RAGE_MS = 1000, RAGE_PX = 30, TREND_S = 30;
     const clock = () => performance.now();
@@ -238,11 +239,18 @@
     on(D, 'mouseout', when(ev => ev.relatedTarget || ev.clientY > 0 || set('exit_intent', true)));
     on(D, 'visibilitychange', when(onVisibility));
     on(D, 'microadjust:consent', () => consent());
+    // Page hide: a report waiting for its retry gets one keepalive try now (as the core does for
+    // events: sendBeacon could not carry the key), and is dropped if the page goes.
+    on(D, 'visibilitychange', () => D.hidden && waiting.forEach(report));
 
     // Measuring follows consent: personalization or granular_tracking. A plan needs personalization.
     function consent() {
       const measure = allowed('personalization') || allowed('granular_tracking');
-      if (!allowed('personalization')) entries = [];
+      if (!allowed('personalization')) {
+        // Withdrawn: the plan goes, and a firing not yet reported is undone, never sent.
+        entries = [];
+        waiting.forEach(back);
+      }
       if (measure == measuring) return;
       measuring = measure;
       clearInterval(ticker);
@@ -269,15 +277,45 @@
       entries = entries.filter(en => !fired.has(en.slot));
     }
     let decision = '';
+    // Fire: note how the slot's elements are (to put them back), apply the entry, report it.
     function fire(en) {
-      const signals = {};
-      for (const name of en.reads) signals['page.' + name] = sig[name];
+      const signals = {}, before = [];
+      for (const k of en.reads) signals[k] = path({ page: sig }, k);
       for (const e of D.querySelectorAll(`[data-slot="${CSS.escape(en.slot)}"]`)) {
+        before.push([e, e.cloneNode(true)]);
         try { applySlot(e, en.slot, en, decision); } catch (err) { warn('live' + en.slot, `slot ${en.slot} left as is: ${err}`); }
       }
-      D.dispatchEvent(new CustomEvent('microadjust:adjustment', {
-        detail: { decision_id: decision, slot: en.slot, variant: en.variant, token: en.token, signals, fired_at: new Date().toISOString() }
-      }));
+      const body = { decision_id: decision, slot: en.slot, variant: en.variant, token: en.token, signals, fired_at: new Date().toISOString() };
+      D.dispatchEvent(new CustomEvent('microadjust:adjustment', { detail: body }));
+      report({ body, before, tries: 0 });
+    }
+    // Put a slot back as it was before the firing (the page-load answer's content).
+    // Its children are replaced only if the firing changed them.
+    function back(r) {
+      clearTimeout(r.timer);
+      waiting.delete(r);
+      for (const [e, was] of r.before) {
+        for (const a of [...e.attributes]) e.removeAttribute(a.name);
+        for (const a of was.attributes) e.setAttribute(a.name, a.value);
+        e.isEqualNode(was) || e.replaceChildren(...was.childNodes);
+      }
+    }
+    // Each firing is reported once answered: retried like events (backoff doubling from
+    // data-retry-ms to a minute, Retry-After honoured) and never applied again. Sent with
+    // keepalive, so a report under way survives the page's unloading.
+    const waiting = new Set(), retryMs = +attr('retry-ms') || 1000;
+    function report(r) {
+      clearTimeout(r.timer);
+      waiting.delete(r);
+      const again = after => {
+        waiting.add(r);
+        r.timer = setTimeout(() => report(r), Math.max(Math.min(retryMs * 2 ** r.tries++, 60000), Math.min(after, 60) * 1000));
+      };
+      call('adjustments', r.body, { keepalive: true }).then(res => {
+        if (res.status == 408 || res.status == 429 || res.status >= 500) return again(res.retryAfter);
+        res.ok || problem(res, 'reporting an adjustment');
+        res.ok && res.body.applied !== false || back(r);
+      }, () => again(0));
     }
     ma.signals = () => ({ page: JSON.parse(JSON.stringify(sig)) });
 
@@ -294,7 +332,7 @@
         entries.push({ ...en, reads: reads(en.when), expires: Date.parse(en.expires_at) || Infinity, priority: +en.priority || 0 });
       }
       entries.sort((a, b) => b.priority - a.priority);
-      wanted = new Set(entries.flatMap(en => [...en.reads]));
+      wanted = new Set(entries.flatMap(en => [...en.reads].map(k => k.split('.')[1])));
       consent();
       if (measuring && !frame) frame = requestAnimationFrame(evaluate);
     };

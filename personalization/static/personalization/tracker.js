@@ -232,7 +232,8 @@
       pv ||= track('page_view', { path: cut(location.pathname, 2048), title: cut(D.title), ...(pageItem && { item_id: pageItem }) });
       observeSections();
     }
-    if (allowed('personalization') && !decided) decide();
+    if (!allowed('personalization')) revealAll();
+    else if (!decided) decide();
   }
 
   function h(tag, attrs = {}, ...kids) {
@@ -272,7 +273,10 @@
     return call('decide', { visitor_id: vid, session_id: session(true).id, slots, context: c }, { signal: abort.signal })
       .then(r => late() || (r.ok ? apply(r.body) : problem(r, 'asking for a decision')), () => late() || unreachable())
       .catch(e => warn('apply', 'decision not applied: ' + e))
-      .finally(() => clearTimeout(timeout));
+      .finally(() => {
+        clearTimeout(timeout);
+        held.forEach(e => e.dataset.maDecision || reveal(e)); // no answer for it: the default shows
+      });
   }
   function apply(d) {
     if (!obj(d.slots) || typeof d.decision_id != 'string') return warn('decision', 'decision of unexpected shape: defaults kept');
@@ -292,8 +296,8 @@
     e.dataset.maDecision = decisionId;
     e.dataset.maVariant = cut(answer.variant, 64);
     timing(e, c);
-    if (answer.source?.kind == 'default') return; // the site's own markup is the default
-    const left = [];
+    if (answer.source?.kind == 'default') return reveal(e); // the site's own markup is the default
+    let left = [], wait;
     for (const [k, v] of Object.entries(c)) {
       const spot = e.querySelector(`[data-content="${CSS.escape(k)}"]`);
       if (TIMING.includes(k)) continue;
@@ -304,7 +308,7 @@
       } else if (k == 'attributes' && obj(v)) {
         for (const a in v) put(e, a, v[a], key);
       } else if (k == 'items' && Array.isArray(v)) {
-        if (v.length) part('items').then(show => show?.(e, key, v)); // no items: the defaults stay
+        if (v.length) wait = part('items').then(show => show?.(e, key, v)); // no items: the defaults stay
       } else if (k == 'survey' && typeof v == 'string') {
         part('survey').then(show => show?.(e, v));
       } else if (/^(string|number)$/.test(typeof v) && (spot || ((k == 'text' || k == 'label') && !e.children.length))) {
@@ -314,6 +318,23 @@
       }
     }
     if (left.length) warn('place' + key + left, `slot ${key}: nowhere to put ${left} (data-content? <template>?); left as is`);
+    wait ? wait.finally(() => reveal(e)) : reveal(e); // a held slot shows once its items are in
+  }
+  // Anti-flicker: a [data-ma-hide] slot is held invisible by tracker.css (visibility: hidden, so
+  // nothing moves) until its page-load answer is applied, or its budget since load runs out: the
+  // attribute's value in ms (at most 3000), else 300. The stylesheet alone lets it show after
+  // 300 ms (3 s with a value), should this script never run. A slot already visible is never
+  // hidden: that would be the flicker itself.
+  const held = new Set(), reveal = e => { held.delete(e); e.removeAttribute('data-ma-hide'); e.style.animation = ''; };
+  const revealAll = () => held.forEach(reveal);
+  function hold() {
+    for (const e of $$('[data-ma-hide]')) {
+      const left = (num(e.dataset.maHide) >= 0 ? Math.min(num(e.dataset.maHide), 3000) : 300) - performance.now();
+      if (left <= 0 || getComputedStyle(e).visibility != 'hidden') { reveal(e); continue; }
+      held.add(e);
+      e.style.animation = 'none'; // the budget is the timer's now
+      setTimeout(guard(() => reveal(e)), left);
+    }
   }
   // The one gate for what an answer writes into the page, slot content and items alike
   // (README, "What a variant may change"): text only as textContent, attributes only from an
@@ -527,6 +548,7 @@
     vid = readVid();
     kept = !!vid;
     vid ||= uuid();
+    hold();
     for (const e of $$('[data-popup]')) plan(e, num(e.dataset.delayMs) || 0);
     hookDataLayer();
     on(D, 'click', onClick);
@@ -549,7 +571,7 @@
 
   // What the on-demand parts may use.
   const core = {
-    h, on, warn, cut, obj, send, problem, track, choose, put, gpc, GPC, tag, attr, applySlot,
+    h, on, warn, cut, obj, send, call, problem, track, choose, put, gpc, GPC, tag, attr, applySlot,
     policy: () => policy, visitor: () => vid, session: () => session(true).id
   };
   const all = value => Object.fromEntries((policy?.purposes || []).map(p => [p.key, value]));

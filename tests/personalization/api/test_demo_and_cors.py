@@ -193,11 +193,12 @@ def test_tracker_script__size__within_budget():
     # minified size would pass 16 KB (the ratio of the two has stayed near 0.533).
     rows = {row["file"]: row for row in measure()}
     assert rows["tracker.js"]["stripped_gzip"] < 8_500
-    # The parts load only when needed, and stay small; the live part (the condition language
-    # and the page-signal watchers) loads only for a plan with entries.
+    # The parts load only when needed, and stay small; the live part (the condition language,
+    # the page-signal watchers, and reporting firings with putting a refused slot back) loads
+    # only for a plan with entries.
     parts = [name for name in TRACKER_FILES[1:] if name != "tracker-live.js"]
     assert all(rows[name]["stripped"] < 4 * 1024 for name in parts)
-    assert rows["tracker-live.js"]["stripped_gzip"] < 4 * 1024
+    assert rows["tracker-live.js"]["stripped_gzip"] < 4.5 * 1024
 
 
 # ---- CORS --------------------------------------------------------------------------------------

@@ -409,3 +409,20 @@ def test_dashboard_rules__live_rule__firings_and_time_to_fire(live_shop, staff):
     (row,) = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert (row["rule"], row["applied"], row["refused"]) == ("fast", "1", "1")
     assert float(row["median_seconds_to_fire"]) >= 0
+
+
+def test_decide__page_only_rule_fired_earlier_in_the_session__not_served_at_page_load(
+    live_shop,
+):
+    # Given session stickiness, and an in-page-only rule that fired in the session's page
+    live_shop.prop.session_stickiness = True
+    live_shop.prop.save()
+    rule(live_shop.prop, "popup-ready", "layout", "condensed", FAST, fires="page")
+    first = ask(live_shop)
+    assert report(live_shop, first["live"][0], first["decision_id"]).json() == {"applied": True}
+    # When the next page of the session loads
+    data = ask(live_shop)
+    # Then the slot's page-load answer is not the in-page rule's (no sticky repeat of it):
+    # the page gets it again only if its page part holds again
+    assert data["slots"]["layout"]["variant"] == "default"
+    assert [e["source"]["key"] for e in data.get("live", [])] == ["popup-ready"]
