@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .state import VisitorState
 
 
-@dataclass
+@dataclass(slots=True)
 class Counters:
     """The visitor's counters for the decision's rules, and the windows they are read in."""
 
@@ -41,7 +41,7 @@ class Counters:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """The context the stages share, filled in the order they run."""
 
