@@ -101,6 +101,9 @@ def training_set(model: PropensityModel, now: datetime | None = None) -> Trainin
             slot_key=model.slot.key,
             created_at__gte=start,
             created_at__lte=end,
+            # Page-load answers only: a live entry fired in the page is logged with the page's
+            # signals, not the visitor and session features the model reads at decide.
+            decision__trigger="load",
         )
         .order_by("created_at", "pk")
         .values_list("visitor_id", "session_id", "variant_key", "created_at", "decision_id")

@@ -18,6 +18,7 @@ from personalization.learning import clustering, feedback, propensity, scoring
 from personalization.learning.privacy import eligible
 from personalization.models import (
     ClusterRun,
+    Decision,
     Goal,
     GuardrailCheck,
     ModelVersion,
@@ -244,6 +245,20 @@ def test_propensity__visitors_without_consent__not_in_training_set(shop, consent
     data = propensity.training_set(model)
     assert len(data.y) == 60
     assert not any(v.startswith("no-perso") for v in data.visitors)
+
+
+def test_propensity__answers_fired_in_the_page__not_in_training_set(shop, consent):
+    # Given 60 page-load answers, and 10 of them whose decisions are firings in the page
+    # (logged with the page's signals, not the features the model reads)
+    model = cta_model(shop.prop)
+    log_answers(shop.prop, consent, 60)
+    fired = Decision.objects.filter(property=shop.prop).order_by("pk")[:10]
+    Decision.objects.filter(pk__in=[d.pk for d in fired]).update(
+        trigger="page", signals={"page": {"page.scroll_speed": 3000}}
+    )
+    # When the training set is read  Then it holds the page-load answers only
+    data = propensity.training_set(model)
+    assert len(data.y) == 50
 
 
 # --- scores in decisions ---------------------------------------------------------------------
